@@ -1,0 +1,3 @@
+from lxcfs_py.cli import main
+
+raise SystemExit(main())

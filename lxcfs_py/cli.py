@@ -1,0 +1,93 @@
+"""Command line, compatible with lxcfs's flags."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from lxcfs_py import __version__, logs
+from lxcfs_py.context import Options, Roots
+
+DEFAULT_MOUNTPOINT = "/var/lib/lxcfs"
+log = logging.getLogger("lxcfs_py")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lxcfs-py",
+        description="Mount a FUSE tree whose proc/ and sys/ files show each reading container its own limits.",
+    )
+    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT, help=f"default {DEFAULT_MOUNTPOINT}")
+    p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    p.add_argument("-d", "--debug", action="store_true", help="debug logging (implies -f)")
+    p.add_argument("-s", dest="single_threaded", action="store_true", help="accepted for lxcfs compatibility")
+    p.add_argument("-p", "--pidfile", help="write the daemon's pid here (removed on exit)")
+    p.add_argument("-l", "--enable-loadavg", action="store_true", help="per-container /proc/loadavg")
+    p.add_argument("--enable-cfs", action="store_true", help="CPU count from the CFS quota (cpuinfo, stat, online)")
+    p.add_argument("-u", "--disable-swap", action="store_true", help="show no swap in meminfo and swaps")
+    p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]",
+                   help="extra FUSE mount options")
+    p.add_argument("--version", action="version", version=f"lxcfs-py {__version__}")
+    roots = p.add_argument_group("test roots (read fixture trees instead of the host)")
+    roots.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
+    roots.add_argument("--cgroup-root", default="/sys/fs/cgroup", help=argparse.SUPPRESS)
+    roots.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
+    return p
+
+
+def _daemonize() -> int:
+    """Fork to the background; the parent exits once the child has mounted.
+
+    Returns the write end of a pipe the child reports on ("" = mounted).
+    """
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        with os.fdopen(read_end) as report:
+            message = report.read()
+        if message:
+            sys.stderr.write(message)
+            os._exit(1)
+        os._exit(0)
+    os.close(read_end)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    return write_end
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup(args.debug)
+    # Imported late so --help and --version work without pyfuse3's native library.
+    from lxcfs_py import daemon, mounts
+
+    config = daemon.DaemonConfig(
+        mountpoint=os.path.abspath(args.mountpoint),
+        opts=Options(swap=not args.disable_swap, cfs=args.enable_cfs, loadavg=args.enable_loadavg),
+        roots=Roots(proc=args.proc_root, cgroup=args.cgroup_root, sys=args.sys_root),
+        pidfile=args.pidfile,
+        fuse_options=args.fuse_options,
+    )
+    report = None if (args.foreground or args.debug) else _daemonize()
+
+    def mounted():
+        if report is not None:
+            os.close(report)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+
+    try:
+        daemon.run(config, on_mounted=mounted)
+    except mounts.MountError as err:
+        if report is not None:
+            os.write(report, f"lxcfs-py: error: {err}\n".encode())
+        else:
+            log.error("%s", err)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""One module per virtual file: collect inputs for a request, render bytes."""

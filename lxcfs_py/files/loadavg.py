@@ -1,0 +1,13 @@
+"""/proc/loadavg: the container's own load with -l, the host's otherwise."""
+
+from lxcfs_py.context import Request
+from lxcfs_py.fsread import read_bytes
+
+
+def render(req: Request) -> bytes:
+    host = read_bytes(req.proc("loadavg"))
+    directory = req.cgroup.pids_dir() if req.cgroup is not None else None
+    if req.sampler is None or directory is None:
+        return host
+    last_pid = int(host.split()[-1])
+    return req.sampler.loadavg(directory, last_pid).encode()

@@ -1,0 +1,31 @@
+"""/proc/swaps: one virtual swap device sized by the container's swap limit."""
+
+from __future__ import annotations
+
+from lxcfs_py.context import Request
+from lxcfs_py.files.swap import V1_UNLIMITED, SwapInfo, shown_total, swap_info
+from lxcfs_py.fsread import read_bytes, read_text
+from lxcfs_py.host import meminfo_values
+
+HEADER = "Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n"
+
+
+def render_text(swap: SwapInfo | None, memlimit_kb: int, host_swap_total_kb: int) -> str:
+    if swap is None:
+        return HEADER
+    total = shown_total(swap, memlimit_kb, host_swap_total_kb)
+    if total <= 0:
+        return HEADER
+    return HEADER + f"none{' ' * 36}virtual\t\t{total}\t{swap.used_kb}\t0\n"
+
+
+def render(req: Request) -> bytes:
+    if req.cgroup is None:
+        return read_bytes(req.proc("swaps"))
+    cg = req.cgroup
+    limit = cg.memory_limit()
+    limit = V1_UNLIMITED if limit is None else limit
+    swap = swap_info(req, limit, cg.memory_usage())
+    host_swap = meminfo_values(read_text(req.proc("meminfo"))).get("SwapTotal", 0)
+    # LXCFS bounds the memory limit here by the host's swap only, not its RAM
+    return render_text(swap, limit // 1024, host_swap).encode()

@@ -1,0 +1,266 @@
+"""The thin pyfuse3 adapter: inodes, file handles, errno mapping.
+
+Every handler is wrapped so that no exception can escape into pyfuse3's
+main loop (one escaping there would end the daemon and break /proc in every
+container): each failure becomes an errno for that one request, logged once.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import hashlib
+import itertools
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import pyfuse3
+
+from lxcfs_py.caller import CallerGone, CallerResolver
+from lxcfs_py.context import Options, Request, Roots
+from lxcfs_py.fsread import read_bytes
+from lxcfs_py.tree import Node, Tree
+
+log = logging.getLogger("lxcfs_py")
+
+STATIC_TIMEOUT = 3600.0  # the tree's shape never changes: let the kernel cache it
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
+MAX_LOGGED = 1000
+
+
+@dataclass
+class Handle:
+    """An open file: its content snapshot and how to make a fresh one."""
+
+    content: bytes
+    regenerate: Callable[[], bytes]
+    read_once: bool = False
+
+
+def inode_of(path: str) -> int:
+    """Stable across restarts, so a new daemon serves the same inode numbers."""
+    if not path:
+        return pyfuse3.ROOT_INODE
+    digest = hashlib.blake2b(path.encode(), digest_size=8).digest()
+    return (int.from_bytes(digest, "little") >> 2) | 2  # never 0 or 1
+
+
+def _guarded(method):
+    @functools.wraps(method)
+    async def wrapper(self, *args):
+        try:
+            return method(self, *args)
+        except pyfuse3.FUSEError:
+            raise
+        except CallerGone as err:
+            self.log_once(method.__name__, err, logging.DEBUG)
+            raise pyfuse3.FUSEError(errno.ESRCH) from None
+        except OSError as err:
+            self.log_once(method.__name__, err, logging.WARNING)
+            raise pyfuse3.FUSEError(err.errno or errno.EIO) from None
+        except Exception as err:  # noqa: BLE001 - the daemon must outlive any bug
+            self.log_once(method.__name__, err, logging.ERROR, exc_info=True)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper
+
+
+def _refuse(code: int):
+    async def refuse(self, *args):
+        raise pyfuse3.FUSEError(code)
+
+    return refuse
+
+
+class LxcfsOperations(pyfuse3.Operations):
+    def __init__(self, roots: Roots, opts: Options, resolver: CallerResolver, sampler=None):
+        super().__init__()
+        self.roots = roots
+        self.opts = opts
+        self.resolver = resolver
+        self.sampler = sampler
+        self.tree = Tree(roots)
+        self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
+        self.handles: dict[int, Handle] = {}
+        self.dir_handles: dict[int, list[tuple[str, int]]] = {}
+        self._next_fh = itertools.count(1)
+        self._logged: set[tuple] = set()
+        self._started = time.time_ns()
+
+    # -- helpers ----------------------------------------------------------------
+    def log_once(self, op: str, err: BaseException, level: int, exc_info: bool = False) -> None:
+        key = (op, type(err).__name__, str(err))
+        if key in self._logged:
+            return
+        if len(self._logged) < MAX_LOGGED:
+            self._logged.add(key)
+        log.log(level, "%s failed: %s: %s", op, type(err).__name__, err, exc_info=exc_info)
+
+    def request(self, ctx: pyfuse3.RequestContext) -> Request:
+        caller = self.resolver.resolve(ctx.pid)
+        return Request(self.roots, self.opts, caller.cgroup, caller.init_pid, self.sampler)
+
+    def _path(self, inode: int) -> str:
+        try:
+            return self.paths[inode]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.ENOENT) from None
+
+    def _node(self, path: str) -> Node:
+        node = self.tree.node(path)
+        if node is None:
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return node
+
+    def _attrs(self, path: str, node: Node) -> pyfuse3.EntryAttributes:
+        attrs = pyfuse3.EntryAttributes()
+        inode = inode_of(path)
+        self.paths[inode] = path
+        attrs.st_ino = inode
+        attrs.generation = 0
+        timeout = 0.0 if node.per_caller else STATIC_TIMEOUT
+        attrs.entry_timeout = timeout
+        attrs.attr_timeout = timeout
+        if node.host_path is not None:
+            host = os.lstat(node.host_path)
+            attrs.st_mode = host.st_mode & ~0o222  # read-only view
+            attrs.st_size = host.st_size
+            attrs.st_mtime_ns = attrs.st_ctime_ns = attrs.st_atime_ns = host.st_mtime_ns
+        else:
+            attrs.st_mode = stat.S_IFDIR | 0o555 if node.kind == "dir" else stat.S_IFREG | 0o444
+            attrs.st_size = 0  # like /proc: the length is known only once read
+            attrs.st_mtime_ns = attrs.st_ctime_ns = attrs.st_atime_ns = self._started
+        attrs.st_nlink = 2 if node.kind == "dir" else 1
+        attrs.st_uid = attrs.st_gid = 0
+        attrs.st_blksize = 4096
+        return attrs
+
+    # -- lookups and attributes -------------------------------------------------
+    @_guarded
+    def lookup(self, parent_inode, name, ctx):
+        parent = self._path(parent_inode)
+        name = os.fsdecode(name)
+        if name == ".":
+            path = parent
+        elif name == "..":
+            path = parent.rpartition("/")[0]
+        else:
+            path = f"{parent}/{name}" if parent else name
+        node = self._node(path)
+        if node.per_caller and not self.tree.visible(path, self.request(ctx)):
+            raise pyfuse3.FUSEError(errno.ENOENT)
+        return self._attrs(path, node)
+
+    @_guarded
+    def getattr(self, inode, ctx):
+        path = self._path(inode)
+        return self._attrs(path, self._node(path))
+
+    async def forget(self, inode_list):
+        pass  # inodes are derived from paths; nothing to free
+
+    @_guarded
+    def readlink(self, inode, ctx):
+        node = self._node(self._path(inode))
+        if node.kind != "link":
+            raise pyfuse3.FUSEError(errno.EINVAL)
+        return os.fsencode(os.readlink(node.host_path))
+
+    # -- directories ------------------------------------------------------------
+    @_guarded
+    def opendir(self, inode, ctx):
+        path = self._path(inode)
+        if self._node(path).kind != "dir":
+            raise pyfuse3.FUSEError(errno.ENOTDIR)
+        req = self.request(ctx) if self.tree.needs_caller(path) else None
+        entries = []
+        for name in self.tree.listdir(path, req):
+            child = f"{path}/{name}" if path else name
+            entries.append((name, inode_of(child)))
+        fh = next(self._next_fh)
+        self.dir_handles[fh] = [(path, 0), *entries]
+        return fh
+
+    @_guarded
+    def readdir(self, fh, start_id, token):
+        entries = self.dir_handles[fh]
+        parent = entries[0][0]
+        for index in range(start_id + 1, len(entries)):
+            name, _ = entries[index]
+            child = f"{parent}/{name}" if parent else name
+            node = self.tree.node(child)
+            if node is None:
+                continue  # vanished from the host since opendir
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(child, node), index):
+                break
+
+    @_guarded
+    def releasedir(self, fh):
+        self.dir_handles.pop(fh, None)
+
+    # -- files ------------------------------------------------------------------
+    @_guarded
+    def open(self, inode, flags, ctx):
+        if flags & WRITE_FLAGS:
+            raise pyfuse3.FUSEError(errno.EACCES)
+        path = self._path(inode)
+        node = self._node(path)
+        if node.kind == "dir":
+            raise pyfuse3.FUSEError(errno.EISDIR)
+        if node.virtual is not None:
+            req = self.request(ctx)
+            render = node.virtual.render
+
+            def regenerate():
+                return render(replace(req, memo={}))
+        else:
+            host_path = node.host_path
+
+            def regenerate():
+                return read_bytes(host_path)
+
+        fh = next(self._next_fh)
+        # snapshot: reads at any offset and size agree with one whole read
+        self.handles[fh] = Handle(regenerate(), regenerate)
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    @_guarded
+    def read(self, fh, off, size):
+        try:
+            handle = self.handles[fh]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.EBADF) from None
+        if off == 0 and handle.read_once:
+            # a reader that rewinds (top, free -s) wants fresh numbers, as with /proc
+            handle.content = handle.regenerate()
+        handle.read_once = True
+        return handle.content[off : off + size]
+
+    @_guarded
+    def release(self, fh):
+        self.handles.pop(fh, None)
+
+    @_guarded
+    def statfs(self, ctx):
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_namemax = 255
+        return data
+
+    # -- the tree is read-only --------------------------------------------------
+    write = _refuse(errno.EACCES)
+    setattr = _refuse(errno.EROFS)
+    create = _refuse(errno.EROFS)
+    mknod = _refuse(errno.EROFS)
+    mkdir = _refuse(errno.EROFS)
+    unlink = _refuse(errno.EROFS)
+    rmdir = _refuse(errno.EROFS)
+    symlink = _refuse(errno.EROFS)
+    rename = _refuse(errno.EROFS)
+    link = _refuse(errno.EROFS)
+    setxattr = _refuse(errno.EROFS)
+    removexattr = _refuse(errno.EROFS)

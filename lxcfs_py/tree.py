@@ -1,0 +1,75 @@
+"""Paths of the mount -> what they are, without any FUSE in sight."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from lxcfs_py.context import Request, Roots
+from lxcfs_py.registry import FILES, PASSTHROUGH, Passthrough, VirtualFile, directories
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # "dir", "file" or "link"
+    virtual: VirtualFile | None = None
+    host_path: str | None = None  # passthrough entries: the host file they mirror
+    per_caller: bool = False  # whether callers may disagree on its existence
+
+
+class Tree:
+    def __init__(self, roots: Roots):
+        self.roots = roots
+        self.dirs = directories()
+        self._children: dict[str, set[str]] = {d: set() for d in self.dirs}
+        for path in [*FILES, *self.dirs]:
+            if path:
+                parent, _, name = path.rpartition("/")
+                self._children[parent].add(name)
+
+    def _passthrough(self, path: str) -> tuple[str, Passthrough, str] | None:
+        for prefix, entry in PASSTHROUGH.items():
+            if path.startswith(prefix + "/"):
+                return prefix, entry, path[len(prefix) + 1 :]
+        return None
+
+    def node(self, path: str) -> Node | None:
+        if path in FILES:
+            return Node("file", virtual=FILES[path])
+        if path in self.dirs:
+            return Node("dir")
+        found = self._passthrough(path)
+        if found is None:
+            return None
+        _, entry, rel = found
+        host = f"{self.roots.sys}/{entry.host_dir}/{rel}"
+        try:
+            mode = os.lstat(host).st_mode
+        except OSError:
+            return None
+        kind = "dir" if stat.S_ISDIR(mode) else "link" if stat.S_ISLNK(mode) else "file"
+        return Node(kind, host_path=host, per_caller="/" not in rel)
+
+    def visible(self, path: str, req: Request) -> bool:
+        """Whether this caller may see `path` (only passthrough tops are filtered)."""
+        found = self._passthrough(path)
+        if found is None or "/" in found[2]:
+            return True
+        return found[1].visible(req, found[2])
+
+    def listdir(self, path: str, req: Request) -> list[str]:
+        names = set(self._children.get(path, ()))
+        if path in PASSTHROUGH:
+            entry = PASSTHROUGH[path]
+            host = os.listdir(f"{self.roots.sys}/{entry.host_dir}")
+            names.update(n for n in host if entry.visible(req, n))
+        else:
+            found = self._passthrough(path)
+            if found is not None:
+                names.update(os.listdir(f"{self.roots.sys}/{found[1].host_dir}/{found[2]}"))
+        return sorted(names)
+
+    def needs_caller(self, path: str) -> bool:
+        """Listing or filtering this directory depends on who asks."""
+        return path in PASSTHROUGH

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Build the Docker images used by lxcfs-py integration tests, without any image
+# registry: debootstrap a Debian rootfs from the apt mirror, tar it, and
+# `docker import` it.
+#
+# Usage: build-images.sh [IMAGE...]     (default: workload)
+#   workload  lxcfs-py/workload:bookworm  minimal bookworm with procps + util-linux
+#
+# Caching (safe to rerun): if the docker image exists nothing is done; else if
+# the rootfs tarball exists under $CACHE it is just imported; else debootstrap.
+# Set LXCFS_PY_REBUILD=1 to ignore both caches.
+set -euo pipefail
+
+CACHE=/var/cache/lxcfs-py/images
+SUITE=bookworm
+REBUILD="${LXCFS_PY_REBUILD:-0}"
+
+die() { echo "build-images: error: $*" >&2; exit 1; }
+log() { echo "build-images: $*"; }
+
+# Debian mirror: $DEBIAN_MIRROR, else the first .../debian URI configured for
+# apt (deb822 *.sources or one-line *.list), else deb.debian.org.
+find_mirror() {
+    local m
+    m="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
+        | awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' \
+        | grep -E '^https?://.*/debian/?$' | head -n1 || true)"
+    if [[ -z $m ]]; then
+        m="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+            | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break } }' \
+            | grep -E '^https?://.*/debian/?$' | head -n1 || true)"
+    fi
+    echo "${m:-http://deb.debian.org/debian}"
+}
+
+# Remove the debootstrap dir even on failure/interrupt. debootstrap mounts
+# proc/sys inside the target; if it dies mid-way those stay mounted, so unmount
+# first and never let rm cross into another filesystem.
+ROOTFS=""
+cleanup() {
+    [[ -n $ROOTFS && -d $ROOTFS ]] || return 0
+    awk -v r="$ROOTFS" 'index($2, r "/") == 1 { print $2 }' /proc/self/mounts \
+        | sort -r | while read -r mnt; do umount -l "$mnt" || true; done
+    rm -rf --one-file-system "$ROOTFS"
+    ROOTFS=""
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Strip things a test image never needs, to keep the tarball small.
+slim_rootfs() {
+    local r=$1
+    rm -rf "$r"/var/cache/apt/*.bin "$r"/var/cache/apt/archives/*.deb \
+        "$r"/var/cache/apt/archives/partial/* "$r"/var/lib/apt/lists/* \
+        "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/usr/share/info/* \
+        "$r"/usr/share/locale/* "$r"/var/cache/debconf/*-old \
+        "$r"/var/log/*.log "$r"/var/log/apt/* "$r"/tmp/* "$r"/var/tmp/*
+    # docker bind-mounts these at run time; don't bake the build host's in.
+    : >"$r/etc/resolv.conf"
+    : >"$r/etc/hostname"
+}
+
+# build_rootfs_image TAG TARBALL DEBOOTSTRAP_ARGS... -- IMPORT_CHANGES...
+build_rootfs_image() {
+    local tag=$1 tarball=$2; shift 2
+    local dargs=() changes=()
+    while (($#)) && [[ $1 != -- ]]; do dargs+=("$1"); shift; done
+    (($#)) && shift
+    changes=("$@")
+
+    if [[ $REBUILD != 1 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
+        log "$tag: image already present (cached), nothing to do"
+        return 0
+    fi
+    if [[ $REBUILD == 1 || ! -s $tarball ]]; then
+        local mirror t0=$SECONDS
+        mirror="$(find_mirror)"
+        ROOTFS="$(mktemp -d "$CACHE/rootfs.XXXXXX")"
+        log "$tag: debootstrap $SUITE from $mirror (${dargs[*]})"
+        # Log to a fixed name (overwritten each build) for post-mortems.
+        debootstrap "${dargs[@]}" "$SUITE" "$ROOTFS" "$mirror" \
+            >"$CACHE/debootstrap.log" 2>&1 || {
+                tail -n 20 "$CACHE/debootstrap.log" >&2
+                die "$tag: debootstrap failed (full log: $CACHE/debootstrap.log)"
+            }
+        slim_rootfs "$ROOTFS"
+        # Write to a temp name and rename, so an interrupted run never leaves
+        # a truncated tarball that later runs would trust.
+        tar --numeric-owner -C "$ROOTFS" -cf "$tarball.tmp" . \
+            || { rm -f "$tarball.tmp"; die "$tag: tar of rootfs failed"; }
+        mv -f "$tarball.tmp" "$tarball"
+        cleanup
+        log "$tag: rootfs tarball $tarball ($(du -h "$tarball" | cut -f1)) built in $((SECONDS - t0))s"
+    else
+        log "$tag: using cached rootfs tarball $tarball"
+    fi
+    local c import_args=()
+    for c in "${changes[@]}"; do import_args+=(--change "$c"); done
+    docker import "${import_args[@]}" "$tarball" "$tag" >/dev/null \
+        || die "$tag: docker import $tarball failed"
+    log "$tag: imported ($(docker image inspect -f '{{.Size}}' "$tag" | numfmt --to=iec))"
+}
+
+[[ $EUID -eq 0 ]] || die "must run as root (debootstrap)"
+command -v debootstrap >/dev/null || die "debootstrap not found (run scripts/install-deps.sh)"
+# Fail before a long debootstrap rather than after it.
+timeout 10 docker info >/dev/null 2>&1 || die "docker is not running (run scripts/start-dockerd.sh)"
+mkdir -p "$CACHE"
+# Serialise concurrent runs (they would share tarball names and tags).
+exec 9>"$CACHE/.lock"
+flock 9
+
+(($#)) || set -- workload
+for image in "$@"; do
+    case $image in
+    workload)
+        # Plain container for /proc-view tests: free/uptime/top (procps),
+        # nproc/cat (coreutils), lscpu (util-linux). No systemd, no python.
+        build_rootfs_image "lxcfs-py/workload:$SUITE" "$CACHE/workload-$SUITE.tar" \
+            --variant=minbase --include=procps,util-linux \
+            -- 'CMD ["/bin/bash"]' \
+               'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+        ;;
+    # node)
+    #   TODO(node image issue): systemd-booting "node" image, e.g.
+    #   build_rootfs_image "lxcfs-py/node:$SUITE" "$CACHE/node-$SUITE.tar" \
+    #       --variant=minbase --include=systemd,systemd-sysv,dbus,procps,util-linux \
+    #       -- 'CMD ["/sbin/init"]' 'ENV container=docker' ...
+    #   ;;
+    *)
+        die "unknown image '$image' (known: workload)"
+        ;;
+    esac
+done
