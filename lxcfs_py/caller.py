@@ -120,6 +120,13 @@ class CallerResolver:
             self._cache.pop(next(iter(self._cache)))
         return caller
 
+    def forget(self, pid: int) -> None:
+        """Drop what is cached for pid's namespace (its cgroup may have moved)."""
+        try:
+            self._cache.pop(pidns_inode(self.proc_root, pid), None)
+        except OSError:
+            pass
+
     def _still_init(self, caller: Caller, ns: int) -> bool:
         try:
             return pidns_inode(self.proc_root, caller.init_pid) == ns

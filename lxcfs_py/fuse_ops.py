@@ -217,15 +217,24 @@ class LxcfsOperations(pyfuse3.Operations):
 
             def regenerate():
                 return render(replace(req, memo={}))
+
+            try:
+                content = regenerate()
+            except FileNotFoundError:
+                # the cached cgroup may be gone (moved or removed): resolve afresh once
+                self.resolver.forget(ctx.pid)
+                req = self.request(ctx)
+                content = regenerate()
         else:
             host_path = node.host_path
 
             def regenerate():
                 return read_bytes(host_path)
 
+            content = regenerate()
         fh = next(self._next_fh)
         # snapshot: reads at any offset and size agree with one whole read
-        self.handles[fh] = Handle(regenerate(), regenerate)
+        self.handles[fh] = Handle(content, regenerate)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
     @_guarded

@@ -16,13 +16,18 @@ def state(mountpoint: str) -> str:
     """'free', 'live' or 'stale'."""
     try:
         os.stat(mountpoint)
+        if not os.path.ismount(mountpoint):
+            return "free"
+        # stat may be answered from the kernel's attribute cache; listing the
+        # directory always reaches the daemon, so it tells a dead one
+        os.listdir(mountpoint)
     except OSError as err:
         if err.errno == errno.ENOTCONN:
             return "stale"
         if err.errno == errno.ENOENT:
             return "free"
         raise MountError(f"cannot use mountpoint {mountpoint}: {err.strerror}") from None
-    return "live" if os.path.ismount(mountpoint) else "free"
+    return "live"
 
 
 def lazy_unmount(mountpoint: str) -> None:

@@ -1,0 +1,68 @@
+"""Real cgroup v1 memory cgroups and pid namespaces for tests that need no Docker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from contextlib import contextmanager
+
+MEMORY_ROOT = "/sys/fs/cgroup/memory"
+
+
+@contextmanager
+def memory_cgroups(*limits: int | None):
+    """Nested memory cgroups /lxcfs-py-test-<id>/c1/c2..., one per limit (None: no limit).
+
+    Yields the innermost cgroup's path (relative to the hierarchy root).
+    """
+    top = f"/lxcfs-py-test-{uuid.uuid4().hex[:8]}"
+    path = top
+    created = []
+    try:
+        for depth, limit in enumerate(limits):
+            if depth:
+                path = f"{path}/c{depth}"
+            os.mkdir(MEMORY_ROOT + path)
+            created.append(path)
+            if limit is not None:
+                with open(f"{MEMORY_ROOT}{path}/memory.limit_in_bytes", "w") as f:
+                    f.write(str(limit))
+        yield path
+    finally:
+        for directory in reversed(created):
+            _remove(MEMORY_ROOT + directory)
+
+
+def _remove(directory: str) -> None:
+    """Move stragglers to the root, then remove the (empty) cgroup."""
+    try:
+        for pid in open(f"{directory}/cgroup.procs").read().split():
+            try:
+                with open(f"{MEMORY_ROOT}/cgroup.procs", "w") as f:
+                    f.write(pid)
+            except OSError:
+                pass
+        os.rmdir(directory)
+    except FileNotFoundError:
+        pass
+
+
+def run_in_container_like(cgroup: str, code: str, timeout: float = 60) -> str:
+    """Run Python `code` as pid 1 of a new pid namespace inside memory cgroup `cgroup`.
+
+    That is what lxcfs-py keys its view on, so no Docker is needed.
+    """
+
+    def join():
+        with open(f"{MEMORY_ROOT}{cgroup}/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    result = subprocess.run(
+        ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", code],
+        preexec_fn=join, capture_output=True, text=True, timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"namespace process failed ({result.returncode}): {result.stderr}")
+    return result.stdout

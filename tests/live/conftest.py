@@ -1,0 +1,48 @@
+"""Live tests: real FUSE mounts, real cgroups, real dockerd (started if not running)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.live import daemons
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.live)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def root_and_fuse():
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("live tests need root and /dev/fuse")
+
+
+@pytest.fixture(scope="session")
+def docker():
+    """dockerd running and the workload image built (both scripts are idempotent)."""
+    for script in ("start-dockerd.sh", "build-images.sh"):
+        subprocess.run(["bash", os.path.join(REPO, "scripts", script)], check=True)
+
+
+@pytest.fixture
+def start_daemon(tmp_path_factory):
+    """start_daemon(flags, ref=False) -> Daemon; every daemon is stopped and unmounted after the test."""
+    started = []
+    base = tmp_path_factory.mktemp("mnt")
+
+    def start(flags=(), ref=False, name=None):
+        name = name or f"{'ref' if ref else 'py'}{len(started)}"
+        command = daemons.LXCFS_REF if ref else daemons.LXCFS_PY
+        daemon = daemons.start(command, str(base / name), list(flags), log_dir=str(base))
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()

@@ -1,0 +1,72 @@
+"""Start and stop real FUSE daemons (ours and Debian's lxcfs) for live tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from lxcfs_py import mounts
+
+LXCFS_PY = [sys.executable, "-m", "lxcfs_py"]
+LXCFS_REF = ["/usr/bin/lxcfs"]
+
+
+@dataclass
+class Daemon:
+    mountpoint: str
+    process: subprocess.Popen
+    log_path: str
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, wait, and make sure nothing stays mounted."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if mounts.state(self.mountpoint) != "free":
+            mounts.lazy_unmount(self.mountpoint)
+        return self.process.returncode
+
+
+def wait_mounted(mountpoint: str, process: subprocess.Popen, log_path: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            with open(log_path) as f:
+                raise RuntimeError(f"daemon exited with {process.returncode}: {f.read()}")
+        try:
+            # a read, not a stat: a dead mount's attributes may still be cached
+            if mounts.state(mountpoint) == "live" and open(f"{mountpoint}/proc/meminfo", "rb").read():
+                return
+        except (OSError, mounts.MountError):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{mountpoint} was not mounted within {timeout}s")
+
+
+def start(command: list[str], mountpoint: str, flags: list[str] = (), log_dir: str = "/tmp") -> Daemon:
+    try:
+        os.makedirs(mountpoint, exist_ok=True)
+    except FileExistsError:
+        pass  # a stale mount: the daemon must cope with it
+    log_path = os.path.join(log_dir, os.path.basename(mountpoint) + ".log")
+    log = open(log_path, "w")
+    process = subprocess.Popen([*command, "-f", *flags, mountpoint], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        wait_mounted(mountpoint, process, log_path)
+    except Exception:
+        Daemon(mountpoint, process, log_path).stop()
+        raise
+    return Daemon(mountpoint, process, log_path)
