@@ -18,6 +18,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lxcfs-py",
         description="Mount a FUSE tree whose proc/ and sys/ files show each reading container its own limits.",
+        epilog="Other commands: 'lxcfs-py mounts [MOUNTPOINT]' prints the docker -v flags for a container.",
     )
     p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT, help=f"default {DEFAULT_MOUNTPOINT}")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
@@ -60,7 +61,25 @@ def _daemonize() -> int:
     return write_end
 
 
+def mounts_command(argv: list[str]) -> int:
+    """`lxcfs-py mounts [MOUNTPOINT]`: the bind mounts a container needs, as docker -v flags."""
+    from lxcfs_py.bind_mounts import bind_mounts
+
+    p = argparse.ArgumentParser(prog="lxcfs-py mounts", description="Print the docker -v flags that bind a "
+                                "mount's files over a container's /proc and /sys/devices/system/cpu.")
+    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    args = p.parse_args(argv)
+    print(" ".join(f"-v {source}:{target}:ro" for source, target in bind_mounts(os.path.abspath(args.mountpoint))))
+    return 0
+
+
+SUBCOMMANDS = {"mounts": mounts_command}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
     args = parser().parse_args(argv)
     logs.setup(args.debug)
     # Imported late so --help and --version work without pyfuse3's native library.

@@ -12,14 +12,12 @@ _CHUNK = 65536
 def read_bytes(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        data = os.read(fd, _CHUNK)
-        if len(data) < _CHUNK:
-            return data
-        parts = [data]
-        while data:
-            data = os.read(fd, _CHUNK)
+        # A short read is not EOF: seq_file /proc files (slabinfo, diskstats,
+        # cpuinfo with many CPUs) return about one page per read().
+        parts = []
+        while data := os.read(fd, _CHUNK):
             parts.append(data)
-        return b"".join(parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
     finally:
         os.close(fd)
 

@@ -55,10 +55,3 @@ def directories() -> set[str]:
         for i in range(1, len(parts)):
             dirs.add("/".join(parts[:i]))
     return dirs - set(PASSTHROUGH) | set(PASSTHROUGH)
-
-
-def bind_targets() -> list[str]:
-    """Container paths to bind-mount from the mount (/proc/meminfo, ...)."""
-    return ["/" + path for path in FILES if path.startswith("proc/")] + [
-        "/" + path for path in PASSTHROUGH
-    ]

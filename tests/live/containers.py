@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from lxcfs_py.registry import bind_targets
+from lxcfs_py.bind_mounts import bind_mounts
 
 IMAGE = "lxcfs-py/workload:bookworm"
 
@@ -13,8 +13,8 @@ def bind_flags(mountpoint: str | None) -> list[str]:
     if mountpoint is None:
         return []
     flags = []
-    for target in bind_targets():
-        flags += ["-v", f"{mountpoint}{target}:{target}:ro"]
+    for source, target in bind_mounts(mountpoint):
+        flags += ["-v", f"{source}:{target}:ro"]
     return flags
 
 

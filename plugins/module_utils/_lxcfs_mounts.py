@@ -1,0 +1,1 @@
+../../lxcfs_py/bind_mounts.py

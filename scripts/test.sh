@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what it needs, starts
+# dockerd if none runs (and stops it again afterwards), builds the test image,
+# then runs the unit and live tests. Extra arguments go to pytest.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DOCKERD_PIDFILE=/run/lxcfs-py-dockerd.pid
+
+bash "$REPO/scripts/install-deps.sh"
+
+if ! timeout 5 docker info >/dev/null 2>&1; then
+    bash "$REPO/scripts/start-dockerd.sh"
+    # we started it, so we stop it: leave the machine as we found it
+    trap 'kill "$(cat "$DOCKERD_PIDFILE")" 2>/dev/null || true' EXIT
+fi
+bash "$REPO/scripts/build-images.sh" workload
+
+cd "$REPO"
+.venv/bin/python -m pytest tests "$@"
