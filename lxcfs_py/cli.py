@@ -28,6 +28,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--enable-loadavg", action="store_true", help="per-container /proc/loadavg")
     p.add_argument("--enable-cfs", action="store_true", help="CPU count from the CFS quota (cpuinfo, stat, online)")
     p.add_argument("-u", "--disable-swap", action="store_true", help="show no swap in meminfo and swaps")
+    p.add_argument("--log-file", help="in the background, log here instead of discarding logs")
     p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]",
                    help="extra FUSE mount options")
     p.add_argument("--version", action="version", version=f"lxcfs-py {__version__}")
@@ -41,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
 def _daemonize() -> int:
     """Fork to the background; the parent exits once the child has mounted.
 
-    Returns the write end of a pipe the child reports on ("" = mounted).
+    Returns the write end of a pipe the child reports on (nothing = mounted).
     """
     read_end, write_end = os.pipe()
     if os.fork() > 0:
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             os.close(report)
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
+            log_fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640) if args.log_file else devnull
+            os.dup2(log_fd, 2)
 
     try:
         daemon.run(config, on_mounted=mounted)

@@ -71,7 +71,10 @@ async def _serve(sampler: LoadSampler | None) -> None:
         nursery.start_soon(stop_on_signal)
         if sampler is not None:
             nursery.start_soon(sampler.run)
-        await pyfuse3.main()
+        # One worker: every handler is synchronous (it never awaits), so more
+        # workers add no concurrency, only a lock hand-off and a task switch
+        # between them on every request.
+        await pyfuse3.main(min_tasks=1, max_tasks=1)
         nursery.cancel_scope.cancel()
 
 
@@ -91,9 +94,9 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
     try:
         if config.pidfile:
             _write_pidfile(config.pidfile)
-        log.info("serving %s (cgroup %s, %s)", config.mountpoint, factory.version_label(), config.opts)
         if on_mounted is not None:
             on_mounted()
+        log.info("serving %s (cgroup %s, %s)", config.mountpoint, factory.version_label(), config.opts)
         sd_notify("READY=1")
         trio.run(_serve, sampler)
     finally:

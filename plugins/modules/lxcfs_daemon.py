@@ -1,0 +1,226 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: lxcfs-py developers
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: lxcfs_daemon
+short_description: Run the lxcfs-py daemon on a host without systemd
+description:
+  - Starts, stops or restarts the lxcfs-py FUSE daemon as a background process
+    with a pidfile, for hosts whose PID 1 is not systemd (containers, minimal
+    VMs). On systemd hosts the M(lxcfs_py.fleet.lxcfs) role uses a unit instead.
+  - The daemon counts as running only when the pid in O(pidfile) is alive, runs
+    the wanted command line, and its mount answers reads.
+  - A running daemon whose command line differs from the wanted one is
+    restarted, so changed flags take effect.
+version_added: "0.1.0"
+author:
+  - lxcfs-py developers
+options:
+  state:
+    description:
+      - V(started) makes sure the daemon runs with these arguments.
+      - V(restarted) always restarts it.
+      - V(stopped) stops it and makes sure nothing stays mounted.
+    type: str
+    choices: [started, stopped, restarted]
+    default: started
+  mountpoint:
+    description: Where the daemon mounts its tree.
+    type: path
+    default: /var/lib/lxcfs
+  executable:
+    description: The lxcfs-py command.
+    type: path
+    default: /opt/lxcfs-py/venv/bin/lxcfs-py
+  args:
+    description: Daemon flags, for example V(--enable-cfs) or V(-l).
+    type: list
+    elements: str
+    default: []
+  pidfile:
+    description: The daemon's pidfile.
+    type: path
+    default: /run/lxcfs-py.pid
+  log_file:
+    description: Where the daemon logs while in the background.
+    type: path
+    default: /var/log/lxcfs-py.log
+  timeout:
+    description: Seconds to wait for the daemon to mount or to exit.
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Without systemd nothing restarts the daemon after a crash or a reboot; run
+    the role again (or use a supervisor) on such hosts.
+"""
+
+EXAMPLES = r"""
+- name: Run lxcfs-py with CPU views from the CFS quota
+  lxcfs_py.fleet.lxcfs_daemon:
+    args: [--enable-cfs]
+
+- name: Stop it
+  lxcfs_py.fleet.lxcfs_daemon:
+    state: stopped
+"""
+
+RETURN = r"""
+pid:
+  description: The daemon's pid, or null when it is not running.
+  returned: always
+  type: int
+  sample: 4242
+cmdline:
+  description: The daemon's command line.
+  returned: always
+  type: list
+  elements: str
+  sample: [/opt/lxcfs-py/venv/bin/python, /opt/lxcfs-py/venv/bin/lxcfs-py, -p, /run/lxcfs-py.pid, /var/lib/lxcfs]
+mount:
+  description: The mountpoint's state, V(live), V(stale) or V(free).
+  returned: always
+  type: str
+  sample: live
+"""
+
+import errno
+import os
+import signal
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def mount_state(mountpoint):
+    """'live', 'stale' (a dead daemon's mount) or 'free'."""
+    try:
+        if not os.path.ismount(mountpoint):
+            return "free"
+        with open(os.path.join(mountpoint, "proc", "meminfo"), "rb") as f:
+            f.read(1)
+    except OSError as err:
+        if err.errno == errno.ENOTCONN:
+            return "stale"
+        return "free" if err.errno == errno.ENOENT else "stale"
+    return "live"
+
+
+def read_pid(pidfile):
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def wanted_args(params):
+    return ["-p", params["pidfile"], "--log-file", params["log_file"]] + params["args"] + [params["mountpoint"]]
+
+
+def matches(current, params):
+    """The running command line ends with the wanted arguments (the interpreter comes first)."""
+    wanted = wanted_args(params)
+    return len(current) >= len(wanted) and current[-len(wanted):] == wanted
+
+
+def wait_for(predicate, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def stop(module, pid):
+    params = module.params
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        if not wait_for(lambda: not os.path.exists("/proc/%d" % pid), params["timeout"]):
+            module.fail_json(msg="lxcfs-py (pid %d) did not exit within %ds of SIGTERM; look at %s"
+                             % (pid, params["timeout"], params["log_file"]))
+    if mount_state(params["mountpoint"]) != "free":
+        module.run_command(["umount", "-l", params["mountpoint"]])
+
+
+def start(module):
+    params = module.params
+    if not os.access(params["executable"], os.X_OK):
+        module.fail_json(msg="%s is not an executable; install lxcfs-py first (role lxcfs_py.fleet.lxcfs)"
+                         % params["executable"])
+    command = [params["executable"]] + wanted_args(params)
+    # the daemon forks to the background itself and exits once it has mounted
+    rc, out, err = module.run_command(command)
+    if rc != 0:
+        module.fail_json(msg="lxcfs-py failed to start: %s" % (err.strip() or out.strip()), cmd=command, rc=rc)
+    if not wait_for(lambda: mount_state(params["mountpoint"]) == "live", params["timeout"]):
+        module.fail_json(msg="lxcfs-py started but %s is not serving; look at %s"
+                         % (params["mountpoint"], params["log_file"]))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", default="started", choices=["started", "stopped", "restarted"]),
+            mountpoint=dict(type="path", default="/var/lib/lxcfs"),
+            executable=dict(type="path", default="/opt/lxcfs-py/venv/bin/lxcfs-py"),
+            args=dict(type="list", elements="str", default=[]),
+            pidfile=dict(type="path", default="/run/lxcfs-py.pid"),
+            log_file=dict(type="path", default="/var/log/lxcfs-py.log"),
+            timeout=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    pid = read_pid(params["pidfile"])
+    current = cmdline(pid) if pid else []
+    state = mount_state(params["mountpoint"])
+    running = pid is not None and state == "live"
+    before = {"running": running, "cmdline": current}
+
+    if params["state"] == "stopped":
+        changed = pid is not None or state != "free"
+        after = {"running": False, "cmdline": []}
+    elif params["state"] == "restarted":
+        changed = True
+        after = {"running": True, "cmdline": wanted_args(params)}
+    else:
+        changed = not (running and matches(current, params))
+        after = {"running": True, "cmdline": current if not changed else wanted_args(params)}
+
+    if changed and not module.check_mode:
+        stop(module, pid)
+        if params["state"] != "stopped":
+            start(module)
+        pid = read_pid(params["pidfile"])
+        current = cmdline(pid) if pid else []
+        state = mount_state(params["mountpoint"])
+
+    module.exit_json(changed=changed, pid=pid, cmdline=current, mount=state,
+                     diff={"before": before, "after": after})
+
+
+if __name__ == "__main__":
+    main()
