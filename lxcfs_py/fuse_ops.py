@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable
 
 import pyfuse3
@@ -215,8 +215,8 @@ class LxcfsOperations(pyfuse3.Operations):
             req = self.request(ctx)
             render = node.virtual.render
 
-            def regenerate():
-                return render(replace(req, memo={}))
+            def regenerate():  # a fresh memo per render; cheaper than dataclasses.replace
+                return render(Request(req.roots, req.opts, req.cgroup, req.init_pid, req.sampler))
 
             try:
                 content = regenerate()

@@ -37,6 +37,7 @@ def decay(load: int, exp: int, active: int) -> int:
 
 def format_load(load: Load) -> str:
     def fixed(value: int) -> str:
+        value += FIXED_1 // 200  # LXCFS (like the kernel) rounds to the nearest hundredth
         return f"{value >> FSHIFT}.{((value & (FIXED_1 - 1)) * 100) >> FSHIFT:02d}"
 
     return " ".join(fixed(a) for a in load.avenrun) + f" {load.running}/{load.total} {load.last_pid}\n"
@@ -73,12 +74,12 @@ class LoadSampler:
         self.proc_root = roots.proc
         self.loads: dict[str, Load] = {}
 
-    def loadavg(self, cgroup_dir: str, host_last_pid: int) -> str:
+    def loadavg(self, cgroup_dir: str, init_pid: int) -> str:
         load = self.loads.get(cgroup_dir)
         if load is None:
             if len(self.loads) >= MAX_TRACKED:
                 self.loads.pop(next(iter(self.loads)))
-            load = self.loads[cgroup_dir] = Load(last_pid=host_last_pid)
+            load = self.loads[cgroup_dir] = Load(last_pid=init_pid)
         return format_load(load)
 
     def sample(self) -> None:

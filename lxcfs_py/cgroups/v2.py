@@ -9,13 +9,13 @@ from lxcfs_py.fsread import parse_cpu_list, read_int, read_keyed, read_text
 
 SECTOR = 512
 
+# memory.stat keys -> normalised names. file_mapped, file_dirty and
+# file_writeback are left out on purpose: LXCFS matches v2 lines by prefix with
+# "file" first, so it never reads them and shows Mapped, Dirty, Writeback as 0.
 MEMSTAT_KEYS = {
     "file": "cache",
     "anon": "rss",
     "shmem": "shmem",
-    "file_mapped": "mapped_file",
-    "file_dirty": "dirty",
-    "file_writeback": "writeback",
     "inactive_anon": "inactive_anon",
     "active_anon": "active_anon",
     "inactive_file": "inactive_file",

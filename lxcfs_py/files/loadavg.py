@@ -9,5 +9,5 @@ def render(req: Request) -> bytes:
     directory = req.cgroup.pids_dir() if req.cgroup is not None else None
     if req.sampler is None or directory is None:
         return host
-    last_pid = int(host.split()[-1])
-    return req.sampler.loadavg(directory, last_pid).encode()
+    # Until the first sample LXCFS shows the container's init (host pid) as the last pid.
+    return req.sampler.loadavg(directory, req.init_pid).encode()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lxcfs_py.context import Request
-from lxcfs_py.files.swap import V1_UNLIMITED, SwapInfo, shown_total, swap_info
+from lxcfs_py.files.swap import V1_UNLIMITED, SwapInfo, memory_cgroup_gone, shown_total, swap_info
 from lxcfs_py.fsread import read_bytes
 from lxcfs_py.host import meminfo_values
 
@@ -90,4 +90,10 @@ def render(req: Request) -> bytes:
     host = read_bytes(req.proc("meminfo"))
     if req.cgroup is None:
         return host
-    return render_text(host.decode(), collect(req)).encode()
+    try:
+        inputs = collect(req)
+    except OSError:
+        if memory_cgroup_gone(req):
+            raise
+        return host  # e.g. the memory controller is off for this cgroup: LXCFS shows the host's
+    return render_text(host.decode(), inputs).encode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from lxcfs_py.context import Request
@@ -17,6 +18,16 @@ class SwapInfo:
     used_kb: int
     swappiness: int
     plus_memory: bool  # v1: LXCFS adds the memory limit back onto the total
+
+
+def memory_cgroup_gone(req: Request) -> bool:
+    """The caller's memory cgroup directory no longer exists (removed, or the caller moved).
+
+    Then handlers let FileNotFoundError through, so the FUSE adapter resolves the
+    caller afresh; other unreadable memory files get LXCFS's fallback instead.
+    """
+    directory = req.cgroup.dir("memory")
+    return directory is not None and not os.path.isdir(directory)
 
 
 def swap_info(req: Request, memlimit: int, memusage: int) -> SwapInfo | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lxcfs_py.context import Request
-from lxcfs_py.files.swap import V1_UNLIMITED, SwapInfo, shown_total, swap_info
+from lxcfs_py.files.swap import V1_UNLIMITED, SwapInfo, memory_cgroup_gone, shown_total, swap_info
 from lxcfs_py.fsread import read_bytes, read_text
 from lxcfs_py.host import meminfo_values
 
@@ -25,7 +25,13 @@ def render(req: Request) -> bytes:
     cg = req.cgroup
     limit = cg.memory_limit()
     limit = V1_UNLIMITED if limit is None else limit
-    swap = swap_info(req, limit, cg.memory_usage())
+    try:
+        usage = cg.memory_usage()
+    except OSError:
+        if memory_cgroup_gone(req):
+            raise
+        return b""  # LXCFS gives an empty file when the memory usage cannot be read
+    swap = swap_info(req, limit, usage)
     host_swap = meminfo_values(read_text(req.proc("meminfo"))).get("SwapTotal", 0)
     # LXCFS bounds the memory limit here by the host's swap only, not its RAM
     return render_text(swap, limit // 1024, host_swap).encode()
