@@ -1,0 +1,323 @@
+"""lxcfs-py-runc: an OCI runtime that is runc plus lxcfs-py's bind mounts.
+
+containerd's shim (and so Docker, via `"runtimes"` in daemon.json) calls a
+runtime exactly like runc:
+
+    lxcfs-py-runc [--lxcfs-mountpoint DIR] [--lxcfs-runc PATH] [--lxcfs-timeout S] \
+        <runc global options> <command> <command options> <container id>
+
+On `create` (and `run`, `restore`) the bundle's config.json gets a read-only bind mount
+for every lxcfs-py file the spec does not already mount (the one list in
+lxcfs_py.bind_mounts), after a check that the lxcfs-py mount is live; then the
+real runc is exec'd with runc's arguments unchanged. Every other command
+(start, state, kill, delete, exec, features, ...) execs runc at once.
+
+Options may also come from the environment (LXCFS_PY_MOUNTPOINT, LXCFS_PY_RUNC,
+LXCFS_PY_TIMEOUT); command-line options win.
+
+Kept cheap: nothing but os and sys is imported before the command is known.
+"""
+
+import os
+import sys
+
+from lxcfs_py.bind_mounts import DEFAULT_MOUNTPOINT, bind_mounts
+
+PROG = "lxcfs-py-runc"
+DEFAULT_RUNC = "runc"
+DEFAULT_TIMEOUT = 5.0
+BIND_OPTIONS = ("rbind", "ro")
+CREATE_COMMANDS = ("create", "run", "restore")  # the commands that make a container from a bundle
+
+# runc's global options that take a value (urfave/cli: -x or --x, "X v" or "X=v")
+_RUNC_GLOBAL_WITH_VALUE = {"log", "log-format", "root", "criu", "rootless"}
+# options of `runc create` / `run` / `restore` that take a value
+_CREATE_WITH_VALUE = {"bundle", "b", "console-socket", "pid-file", "preserve-fds", "image-path", "work-path",
+                      "manage-cgroups-mode", "empty-ns", "lsm-profile", "lsm-mount-context"}
+_WRAPPER_OPTIONS = {"--lxcfs-mountpoint": "mountpoint", "--lxcfs-runc": "runc", "--lxcfs-timeout": "timeout"}
+
+
+class WrapperError(Exception):
+    """A one-line reason not to start the container."""
+
+
+# ---------------------------------------------------------------- arguments
+
+
+def split_args(argv, environ=None):
+    """Split our leading --lxcfs-* options off `argv` (without argv[0]).
+
+    Returns (options dict, runc args). Raises WrapperError on a bad option.
+    """
+    environ = os.environ if environ is None else environ
+    options = {
+        "mountpoint": environ.get("LXCFS_PY_MOUNTPOINT") or DEFAULT_MOUNTPOINT,
+        "runc": environ.get("LXCFS_PY_RUNC") or DEFAULT_RUNC,
+        "timeout": environ.get("LXCFS_PY_TIMEOUT") or DEFAULT_TIMEOUT,
+    }
+    i = 0
+    while i < len(argv) and argv[i].startswith("--lxcfs-"):
+        name, sep, value = argv[i].partition("=")
+        if name not in _WRAPPER_OPTIONS:
+            raise WrapperError(f"unknown option {name}")
+        if not sep:
+            i += 1
+            if i == len(argv):
+                raise WrapperError(f"option {name} needs a value")
+            value = argv[i]
+        options[_WRAPPER_OPTIONS[name]] = value
+        i += 1
+    try:
+        options["timeout"] = float(options["timeout"])
+    except ValueError:
+        raise WrapperError(f"--lxcfs-timeout: not a number: {options['timeout']}") from None
+    if not os.path.isabs(options["mountpoint"]):
+        raise WrapperError(f"--lxcfs-mountpoint must be an absolute path, not {options['mountpoint']!r}")
+    return options, argv[i:]
+
+
+def _option_name(arg):
+    """'--root=x' -> 'root', '-b' -> 'b'; None if `arg` is not an option."""
+    if len(arg) < 2 or not arg.startswith("-") or arg == "--":
+        return None
+    return arg.lstrip("-").partition("=")[0]
+
+
+def find_command(args):
+    """Index of runc's command in `args` (runc's argv without argv[0]), or None."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return i + 1 if i + 1 < len(args) else None
+        name = _option_name(arg)
+        if name is None:
+            return i
+        if name in _RUNC_GLOBAL_WITH_VALUE and "=" not in arg:
+            i += 1  # skip the value
+        i += 1
+    return None
+
+
+def find_bundle(command_args):
+    """The --bundle/-b of a create/run/restore command's arguments; runc's default is the cwd.
+
+    Scans every argument rather than stopping at the first non-option, so an
+    option this module does not know (restore has many) cannot hide the bundle.
+    """
+    i = 0
+    while i < len(command_args):
+        arg = command_args[i]
+        if arg == "--":
+            break
+        name = _option_name(arg)
+        if name in ("bundle", "b"):
+            if "=" in arg:
+                return arg.partition("=")[2]
+            if i + 1 < len(command_args):
+                return command_args[i + 1]
+            break
+        if name in _CREATE_WITH_VALUE and "=" not in arg:
+            i += 1  # its value, even one that starts with '-'
+        i += 1
+    return "."
+
+
+# ---------------------------------------------------------------- the spec
+
+
+def _norm(path):
+    path = os.path.normpath("/" + path) if path else "/"
+    return "/" + path.lstrip("/")  # normpath keeps a leading '//'
+
+
+def missing_mounts(spec, mountpoint):
+    """The lxcfs-py mounts (OCI mount dicts) `spec` does not mount yet, in bind_mounts order."""
+    present = {_norm(m.get("destination", "")) for m in spec.get("mounts") or [] if isinstance(m, dict)}
+    return [
+        {"destination": target, "type": "bind", "source": source, "options": list(BIND_OPTIONS)}
+        for source, target in bind_mounts(mountpoint)
+        if _norm(target) not in present
+    ]
+
+
+def add_lxcfs_mounts(spec, mountpoint):
+    """A copy of the OCI runtime `spec` with lxcfs-py's bind mounts appended.
+
+    Pure: `spec` is not changed. Mounts whose destination the spec already
+    mounts (e.g. from `docker run -v .../proc/meminfo:/proc/meminfo`) are
+    left alone. Appended after the spec's own mounts, so they land on top of
+    the container's /proc and /sys. Returns (new spec, number of mounts added).
+    """
+    if not isinstance(spec, dict):
+        raise WrapperError("config.json is not a JSON object")
+    mounts = spec.get("mounts")
+    if mounts is not None and not isinstance(mounts, list):
+        raise WrapperError("config.json: 'mounts' is not a list")
+    added = missing_mounts(spec, mountpoint)
+    new = dict(spec)
+    new["mounts"] = list(mounts or []) + added
+    return new, len(added)
+
+
+# ---------------------------------------------------------------- the host
+
+
+def check_mount(mountpoint, timeout=DEFAULT_TIMEOUT):
+    """Raise WrapperError unless lxcfs-py is mounted at `mountpoint` and answers."""
+    import errno
+    import threading
+
+    result = {}
+
+    def probe():
+        try:
+            # os.path.ismount() says False for a dead daemon's mount (its lstat
+            # fails with ENOTCONN): look first, to tell "stale" from "not mounted"
+            os.lstat(mountpoint)
+            if not os.path.ismount(mountpoint):
+                result["error"] = (
+                    f"lxcfs-py is not mounted at {mountpoint}: start the lxcfs-py daemon "
+                    "(or point --lxcfs-mountpoint at its mountpoint) before starting containers with this runtime"
+                )
+                return
+            with open(os.path.join(mountpoint, "proc", "meminfo"), "rb") as f:
+                if not f.read(64):
+                    result["error"] = f"lxcfs-py at {mountpoint} returned an empty proc/meminfo"
+        except OSError as err:
+            if err.errno == errno.ENOENT and not os.path.lexists(mountpoint):
+                result["error"] = (
+                    f"lxcfs-py is not mounted at {mountpoint} (no such directory): start the lxcfs-py daemon "
+                    "(or point --lxcfs-mountpoint at its mountpoint) before starting containers with this runtime"
+                )
+            elif err.errno == errno.ENOTCONN:
+                result["error"] = (
+                    f"lxcfs-py mount at {mountpoint} is stale (its daemon is gone: {err.strerror}): "
+                    "restart lxcfs-py before starting containers with this runtime"
+                )
+            else:
+                result["error"] = f"lxcfs-py mount at {mountpoint} is not usable: {err.strerror or err}"
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise WrapperError(f"lxcfs-py at {mountpoint} did not answer within {timeout:g}s: is its daemon hung?")
+    if "error" in result:
+        raise WrapperError(result["error"])
+
+
+def rewrite_config(bundle, mountpoint):
+    """Add the missing mounts to BUNDLE/config.json, atomically. Returns how many were added."""
+    import json
+
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            spec = json.load(f)
+    except OSError as err:
+        raise WrapperError(f"cannot read {path}: {err.strerror}") from None
+    except ValueError as err:
+        raise WrapperError(f"cannot parse {path}: {err}") from None
+    new, added = add_lxcfs_mounts(spec, mountpoint)
+    if not added:
+        return 0
+    tmp = f"{path}.lxcfs-py.{os.getpid()}"
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as f:
+            json.dump(new, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise WrapperError(f"cannot write {path}: {err.strerror}") from None
+    return added
+
+
+def _log_path(runc_args):
+    """runc's --log file and whether it is JSON (containerd reads runc's errors from it)."""
+    log, fmt = None, "text"
+    end = find_command(runc_args)
+    head = runc_args[:end] if end is not None else runc_args
+    i = 0
+    while i < len(head):
+        name = _option_name(head[i])
+        if name in ("log", "log-format"):
+            if "=" in head[i]:
+                value = head[i].partition("=")[2]
+            else:
+                value = head[i + 1] if i + 1 < len(head) else ""
+                i += 1
+            if name == "log":
+                log = value
+            else:
+                fmt = value
+        i += 1
+    return log, fmt
+
+
+def report(message, runc_args):
+    """One line on stderr, and in runc's --log file as runc would write it.
+
+    containerd's shim turns the last error line of that file into the error
+    Docker shows ("OCI runtime create failed: <message>").
+    """
+    line = f"{PROG}: error: {message}"
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    log, fmt = _log_path(runc_args)
+    if not log:
+        return
+    import json
+    import time
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    now = now[:-2] + ":" + now[-2:]  # RFC 3339, which containerd's decoder needs
+    if fmt == "json":
+        text = json.dumps({"level": "error", "msg": line, "time": now})
+    else:
+        text = f"time=\"{now}\" level=error msg={json.dumps(line)}"
+    try:
+        with open(log, "a") as f:
+            f.write(text + "\n")
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------- main
+
+
+def _exec_runc(runc, runc_args):
+    try:
+        if "/" in runc:
+            os.execv(runc, [runc, *runc_args])
+        else:
+            os.execvp(runc, [runc, *runc_args])
+    except OSError as err:
+        raise WrapperError(f"cannot run {runc}: {err.strerror}") from None
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    runc_args = argv
+    try:
+        options, runc_args = split_args(argv)
+        command = find_command(runc_args)
+        if command is not None and runc_args[command] in CREATE_COMMANDS:
+            check_mount(options["mountpoint"], options["timeout"])
+            rewrite_config(find_bundle(runc_args[command + 1:]), options["mountpoint"])
+        _exec_runc(options["runc"], runc_args)
+    except WrapperError as err:
+        report(str(err), runc_args)
+        return 1
+    return 1  # not reached: exec replaced us
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

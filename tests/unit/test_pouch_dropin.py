@@ -1,0 +1,188 @@
+"""Role lxcfs_py.fleet.pouch_lxcfs: the rendered pouch.service drop-in, idempotence, check mode, absent.
+
+Pouch cannot be installed here, so the role runs against this machine with every
+path in a scratch directory and a fake pouchd; without systemd as PID 1 the
+role writes the drop-in and says pouch was not restarted.
+"""
+
+import getpass
+import grp
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLAYBOOK = os.path.join(REPO, "tests", "unit", "playbooks", "pouch_lxcfs.yml")
+ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=os.path.join(REPO, ".venv", "bin")) or shutil.which(
+    "ansible-playbook")
+
+pytestmark = pytest.mark.skipif(ANSIBLE_PLAYBOOK is None, reason="ansible-playbook is not installed")
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A scratch 'root': unit dir, pouchd, config file."""
+    (tmp_path / "units").mkdir()
+    pouchd = tmp_path / "bin" / "pouchd"
+    pouchd.parent.mkdir()
+    pouchd.write_text("#!/bin/sh\nexit 0\n")
+    pouchd.chmod(0o755)
+    (tmp_path / "pouch").mkdir()
+    return tmp_path
+
+
+def play(root, check=False, **overrides):
+    extra = {
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "pouch_lxcfs_unit_dir": str(root / "units"),
+        "pouch_lxcfs_pouchd_path": str(root / "bin" / "pouchd"),
+        "pouch_lxcfs_config_file": str(root / "pouch" / "config.json"),
+        "pouch_lxcfs_file_owner": getpass.getuser(),
+        "pouch_lxcfs_file_group": grp.getgrgid(os.getgid()).gr_name,
+        **overrides,
+    }
+    (root / "vars.json").write_text(json.dumps(extra))
+    argv = [ANSIBLE_PLAYBOOK, "-i", "localhost,", PLAYBOOK, "-e", f"@{root / 'vars.json'}", "--diff"]
+    if check:
+        argv.append("--check")
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def recap(result):
+    match = re.search(r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    return {k: int(v) for k, v in zip(("ok", "changed", "unreachable", "failed"), match.groups())}
+
+
+def dropin(root):
+    return root / "units" / "pouch.service.d" / "lxcfs-py.conf"
+
+
+def exec_start(text):
+    return [line for line in text.splitlines() if line.startswith("ExecStart=")]
+
+
+def test_syntax_check():
+    result = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "--syntax-check", PLAYBOOK], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_renders_the_dropin_idempotently(root):
+    args = ["--enable-cri=true", "--label", "team=a b", "--home-dir=/data/100%", 'say="$HOME"']
+    first = play(root, pouch_lxcfs_pouchd_args=args, pouch_lxcfs_mountpoint="/var/lib/lxc/lxcfs/")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert recap(first)["changed"] >= 1
+    # no systemd here: no restart, but the role says what to do
+    assert "was not restarted" in first.stdout and "systemd is not PID 1" in first.stdout
+
+    text = dropin(root).read_text()
+    assert exec_start(text) == [
+        "ExecStart=",
+        f"ExecStart={root}/bin/pouchd --enable-cri=true --label \"team=a b\" --home-dir=/data/100%% "
+        r'"say=\"$$HOME\"" --enable-lxcfs --lxcfs-home=/var/lib/lxc/lxcfs',
+    ]
+    assert "[Unit]\nWants=lxcfs-py.service\nAfter=lxcfs-py.service\n" in text
+    assert text.index("[Unit]") < text.index("[Service]")
+    assert oct(dropin(root).stat().st_mode & 0o777) == "0o644"
+
+    second = play(root, pouch_lxcfs_pouchd_args=args, pouch_lxcfs_mountpoint="/var/lib/lxc/lxcfs/")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert recap(second)["changed"] == 0
+    assert "was not restarted" not in second.stdout  # the handler runs only on a change
+
+
+def test_defaults(root):
+    result = play(root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert exec_start(dropin(root).read_text())[1] == (
+        f"ExecStart={root}/bin/pouchd --enable-lxcfs --lxcfs-home=/var/lib/lxcfs")
+
+
+def test_lxcfs_binary_and_no_unit_ordering(root):
+    result = play(root, pouch_lxcfs_lxcfs_bin="/opt/lxcfs-py/venv/bin/lxcfs-py", pouch_lxcfs_lxcfs_unit="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = dropin(root).read_text()
+    assert "[Unit]" not in text
+    assert exec_start(text)[1].endswith(" --enable-lxcfs --lxcfs-home=/var/lib/lxcfs "
+                                        "--lxcfs=/opt/lxcfs-py/venv/bin/lxcfs-py")
+
+
+def test_check_mode_writes_nothing(root):
+    result = play(root, check=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recap(result)["changed"] >= 1
+    assert "+ExecStart=" in result.stdout  # the diff shows what would be written
+    assert not (root / "units" / "pouch.service.d").exists()
+
+
+def test_change_is_rewritten(root):
+    assert play(root).returncode == 0
+    result = play(root, pouch_lxcfs_mountpoint="/srv/lxcfs")
+    assert recap(result)["changed"] >= 1
+    assert "--lxcfs-home=/srv/lxcfs" in dropin(root).read_text()
+
+
+def test_absent_removes_it(root):
+    assert play(root).returncode == 0
+    other = root / "units" / "other.service.d"
+    result = play(root, pouch_lxcfs_state="absent")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recap(result)["changed"] >= 1
+    assert not (root / "units" / "pouch.service.d").exists()
+    again = play(root, pouch_lxcfs_state="absent")
+    assert again.returncode == 0 and recap(again)["changed"] == 0
+    assert not other.exists()
+
+
+def test_absent_keeps_other_dropins(root):
+    assert play(root).returncode == 0
+    mine = root / "units" / "pouch.service.d" / "10-mine.conf"
+    mine.write_text("[Service]\nLimitNOFILE=1048576\n")
+    result = play(root, pouch_lxcfs_state="absent")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not dropin(root).exists() and mine.exists()
+
+
+def test_refuses_a_config_file_that_sets_the_flags(root):
+    (root / "pouch" / "config.json").write_text(json.dumps({"enable-lxcfs": True, "lxcfs-home": "/x", "debug": True}))
+    result = play(root)
+    assert result.returncode != 0
+    assert "sets enable-lxcfs, lxcfs-home" in result.output and "refuses" in result.output
+    assert not dropin(root).exists()
+    # other keys are fine
+    (root / "pouch" / "config.json").write_text(json.dumps({"debug": True}))
+    assert play(root).returncode == 0
+
+
+def test_refuses_lxcfs_flags_in_the_other_options(root):
+    result = play(root, pouch_lxcfs_pouchd_args=["--lxcfs-home=/elsewhere"])
+    assert result.returncode != 0 and "sets --lxcfs-home=/elsewhere" in result.output
+
+
+def test_refuses_a_missing_pouchd(root):
+    result = play(root, pouch_lxcfs_pouchd_path=str(root / "bin" / "nope"))
+    assert result.returncode != 0 and "install PouchContainer first" in result.output
+
+
+def test_argument_spec_is_enforced(root):
+    result = play(root, pouch_lxcfs_state="running")
+    assert result.returncode != 0 and "pouch_lxcfs_state" in result.output
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_systemd_accepts_the_unit(root):
+    assert play(root, pouch_lxcfs_pouchd_args=["--label", "a b"], pouch_lxcfs_lxcfs_unit="").returncode == 0
+    unit = root / "units" / "pouch.service"
+    unit.write_text(f"[Unit]\nDescription=pouch\n\n[Service]\nExecStart={root}/bin/pouchd\n")
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
+                            env={**os.environ, "SYSTEMD_UNIT_PATH": f"{root / 'units'}:"}, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines() if "pouch.service" in line]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
