@@ -37,4 +37,4 @@ def test_module_documentation_renders(module):
 def test_role_argument_specs_render(role):
     result = run("ansible-doc", "-t", "role", f"lxcfs_py.fleet.{role}")
     assert result.returncode == 0, result.stderr
-    assert "ENTRY POINT: main" in result.stdout
+    assert "ENTRY POINT: *main*" in result.stdout
