@@ -18,7 +18,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lxcfs-py",
         description="Mount a FUSE tree whose proc/ and sys/ files show each reading container its own limits.",
-        epilog="Other commands: 'lxcfs-py mounts [MOUNTPOINT]' prints the docker -v flags for a container.",
+        epilog="Other commands: 'lxcfs-py mounts [MOUNTPOINT]' prints the docker -v flags for a container; "
+               "'lxcfs-py remount [--dry-run] [MOUNTPOINT]' re-binds running containers' files after a crash.",
     )
     p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT, help=f"default {DEFAULT_MOUNTPOINT}")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
@@ -32,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]",
                    help="extra FUSE mount options")
     p.add_argument("--version", action="version", version=f"lxcfs-py {__version__}")
+    p.add_argument("--handover", help=argparse.SUPPRESS)  # FUSE_FD,STATE_FD from the process we replace
     roots = p.add_argument_group("test roots (read fixture trees instead of the host)")
     roots.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
     roots.add_argument("--cgroup-root", default="/sys/fs/cgroup", help=argparse.SUPPRESS)
@@ -74,7 +76,30 @@ def mounts_command(argv: list[str]) -> int:
     return 0
 
 
-SUBCOMMANDS = {"mounts": mounts_command}
+def remount_command(argv: list[str]) -> int:
+    """`lxcfs-py remount [--dry-run] [MOUNTPOINT]`: re-bind containers' stale files from the live mount."""
+    from lxcfs_py import mounts
+    from lxcfs_py.remount import remount
+
+    p = argparse.ArgumentParser(prog="lxcfs-py remount", description="Find running containers whose bind mounts "
+                                "point at a dead lxcfs-py mount and re-bind each file from the live mount at "
+                                "MOUNTPOINT, without restarting them. One line per container and file.")
+    p.add_argument("mountpoint", nargs="?", default=DEFAULT_MOUNTPOINT)
+    p.add_argument("--dry-run", action="store_true", help="only report what would be healed")
+    args = p.parse_args(argv)
+    mountpoint = os.path.abspath(args.mountpoint)
+    try:
+        if mounts.state(mountpoint) != "live":
+            print(f"lxcfs-py remount: error: no live lxcfs-py mount at {mountpoint}; start the daemon first",
+                  file=sys.stderr)
+            return 2
+    except mounts.MountError as err:
+        print(f"lxcfs-py remount: error: {err}", file=sys.stderr)
+        return 2
+    return 1 if remount(mountpoint, dry_run=args.dry_run) else 0
+
+
+SUBCOMMANDS = {"mounts": mounts_command, "remount": remount_command}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
         roots=Roots(proc=args.proc_root, cgroup=args.cgroup_root, sys=args.sys_root),
         pidfile=args.pidfile,
         fuse_options=args.fuse_options,
+        argv=argv,
+        handover=args.handover,
     )
-    report = None if (args.foreground or args.debug) else _daemonize()
+    # a handover re-exec is already the daemon, wherever it runs
+    report = None if (args.foreground or args.debug or args.handover) else _daemonize()
 
     def mounted():
         if report is not None:

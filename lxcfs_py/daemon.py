@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
+import select
 import signal
-import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 
 import pyfuse3
 import trio
 
-from lxcfs_py import mounts
+from lxcfs_py import fsread, handover, mounts, systemd
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
+from lxcfs_py.files import stat as stat_file
 from lxcfs_py.fuse_ops import LxcfsOperations
 from lxcfs_py.sampler import LoadSampler
 
@@ -28,6 +33,8 @@ class DaemonConfig:
     roots: Roots = field(default_factory=Roots)
     pidfile: str | None = None
     fuse_options: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)  # our command line, to re-exec on SIGHUP
+    handover: str | None = None  # "FUSE_FD,STATE_FD" from the process we replace
 
 
 def fuse_options(extra: list[str]) -> set[str]:
@@ -40,14 +47,7 @@ def fuse_options(extra: list[str]) -> set[str]:
 
 def sd_notify(message: str) -> None:
     """Tell systemd (Type=notify) about our state; a no-op without NOTIFY_SOCKET."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
+    systemd.notify(message)
 
 
 def _write_pidfile(path: str) -> None:
@@ -57,53 +57,230 @@ def _write_pidfile(path: str) -> None:
     os.replace(tmp, path)
 
 
-async def _serve(sampler: LoadSampler | None) -> None:
+# After each request, poll /dev/fuse this long for the next one before
+# sleeping in epoll. A reader's open, read, read (EOF) and release arrive
+# back to back; catching the next request while still running saves a sleep
+# and a wakeup -- often across CPUs, the costliest part of a request -- and
+# so CPU time too. The price: up to this much spinning after the last
+# request of a burst. 0 turns it off.
+SPIN_SECONDS = 50e-6
+# Requests served at most between passes through trio's scheduler (which
+# runs the signal handler and the loadavg sampler).
+SPIN_YIELD_EVERY = 64
+
+
+def _fuse_fd() -> int | None:
+    """The /dev/fuse fd pyfuse3 opened (it does not expose it), if there is exactly one."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "/dev/fuse":
+                found.append(int(name))
+        except OSError:
+            continue
+    return found[0] if len(found) == 1 else None
+
+
+def _single_worker_wait(fd: int, spin: float):
+    """A replacement for pyfuse3's internal _wait_fuse_readable, for one worker only.
+
+    pyfuse3 (3.x) waits for /dev/fuse holding a trio.Lock so that only one
+    of its workers reads at a time; with one worker (max_tasks=1) the lock
+    guards nothing, and taking it costs a pass of trio's scheduler and an
+    epoll_wait per request. This wait skips the lock, and first spins for up
+    to `spin` seconds, since the next request usually follows at once.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    poll = poller.poll
+    clock = time.perf_counter
+    served = 0
+
+    async def wait_fuse_readable() -> bool:
+        nonlocal served
+        served += 1
+        if spin and served % SPIN_YIELD_EVERY:
+            deadline = clock() + spin
+            while True:
+                if poll(0):
+                    return True
+                if clock() >= deadline:
+                    break
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        except trio.ClosedResourceError:  # pyfuse3.terminate()
+            return False
+        return True
+
+    return wait_fuse_readable
+
+
+async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None) -> str:
+    """Serve until a signal; return why we stopped: 'stop', 'reexec' (SIGHUP) or 'unmounted'."""
+    outcome = "unmounted"
     async with trio.open_nursery() as nursery:
 
         async def stop_on_signal():
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            nonlocal outcome
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
                 async for signum in signals:
-                    log.info("%s received: unmounting", signal.Signals(signum).name)
-                    sd_notify("STOPPING=1")
+                    if signum == signal.SIGHUP:
+                        if not _new_code_loads():
+                            continue  # keep serving with the code we have
+                        log.info("SIGHUP received: handing the mount to a fresh process")
+                        sd_notify("RELOADING=1")
+                        outcome = "reexec"
+                    else:
+                        log.info("%s received: stopping", signal.Signals(signum).name)
+                        sd_notify("STOPPING=1")
+                        outcome = "stop"
                     pyfuse3.terminate()
                     return
 
         nursery.start_soon(stop_on_signal)
         if sampler is not None:
             nursery.start_soon(sampler.run)
+        if heal_mountpoint is not None:
+            nursery.start_soon(_heal, heal_mountpoint)
         # One worker: every handler is synchronous (it never awaits), so more
         # workers add no concurrency, only a lock hand-off and a task switch
         # between them on every request.
-        await pyfuse3.main(min_tasks=1, max_tasks=1)
+        saved = getattr(pyfuse3, "_wait_fuse_readable", None)
+        fd = (wait_fd if wait_fd is not None else _fuse_fd()) if saved is not None else None
+        if fd is not None:
+            pyfuse3._wait_fuse_readable = _single_worker_wait(fd, SPIN_SECONDS)
+        else:
+            log.debug("pyfuse3's wait for /dev/fuse not found: serving with its own")
+        try:
+            await pyfuse3.main(min_tasks=1, max_tasks=1)
+        finally:
+            if fd is not None:
+                pyfuse3._wait_fuse_readable = saved
         nursery.cancel_scope.cancel()
+    return outcome
+
+
+async def _heal(mountpoint: str) -> None:
+    """Re-bind containers' files left on a dead mount (a crash of the daemon before us)."""
+    result = await trio.run_process([sys.executable, "-m", "lxcfs_py", "remount", mountpoint], capture_stdout=True,
+                                    capture_stderr=True, check=False)
+    for line in (result.stdout + result.stderr).decode(errors="replace").splitlines():
+        log.info("remount: %s", line)
+
+
+def _new_code_loads() -> bool:
+    """Before giving up the connection, make sure the code on disk starts (an upgrade may be broken)."""
+    check = subprocess.run([sys.executable, "-c", "import lxcfs_py.cli, lxcfs_py.daemon"], capture_output=True,
+                           text=True, timeout=60)
+    if check.returncode != 0:
+        log.error("SIGHUP ignored: the installed lxcfs-py does not load: %s", check.stderr.strip()[-500:])
+    return check.returncode == 0
+
+
+def _max_kept_files() -> int:
+    """How many /proc, /sys and cgroup files to keep open: a quarter of the fd limit, at most 1024."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1024
+    return max(16, min(1024, soft // 4))
+
+
+def _inherited_connection(config: DaemonConfig) -> tuple[int, bytes | None] | None:
+    """A live FUSE connection (and state) handed to us: by re-exec, or back from systemd's fd store."""
+    if config.handover:
+        fuse_fd, state_fd = (int(n) for n in config.handover.split(","))
+        return fuse_fd, handover.read_fd(state_fd)
+    passed = systemd.listen_fds()
+    if "fuse" not in passed:
+        return None
+    state = handover.read_fd(passed["state"]) if "state" in passed else None
+    if state is not None:
+        systemd.drop_stored("state")  # a later crash must not restore this old state
+    return passed["fuse"], state
+
+
+def _connect(config: DaemonConfig, ops: LxcfsOperations) -> int | None:
+    """Mount afresh (returns None), or adopt a handed-over connection (returns the fd libfuse reads)."""
+    inherited = _inherited_connection(config)
+    options = fuse_options(config.fuse_options)
+    if inherited is None:
+        mounts.prepare(config.mountpoint, log)
+        try:
+            pyfuse3.init(ops, config.mountpoint, options)
+        except RuntimeError as err:
+            raise mounts.MountError(f"cannot mount FUSE on {config.mountpoint}: {err} (is /dev/fuse usable?)") from None
+        return None
+    fuse_fd, state = inherited
+    adoption = handover.Adoption(fuse_fd)
+    ops.on_init = adoption.swap_in
+    pyfuse3.init(ops, adoption.mountpoint, options)
+    adoption.feed_init()
+    ops.learn_all_paths()  # the kernel keeps using inode numbers it learnt from the old process
+    if state is not None:
+        handover.import_state(ops, state, stat_file.VIEWS)
+    log.info("took over the live mount at %s", config.mountpoint)
+    return adoption.session_fd
+
+
+def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
+    """Replace this process with a fresh one (same pid) that keeps serving the same connection."""
+    fuse_fd = _fuse_fd()
+    state_fd = handover.write_memfd(handover.export_state(ops, stat_file.VIEWS))
+    for fd in (fuse_fd, state_fd):
+        os.set_inheritable(fd, True)
+    argv = [a for a in config.argv if not a.startswith("--handover")]
+    fsread.stop_keeping()
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "lxcfs_py", *argv, f"--handover={fuse_fd},{state_fd}"])
+
+
+def _leave_for_systemd_restart(ops: LxcfsOperations) -> None:
+    """systemd holds our connection in its fd store; hand the open files over too, then go."""
+    state_fd = handover.write_memfd(handover.export_state(ops, stat_file.VIEWS))
+    systemd.store_fd(state_fd, "state")
+    log.info("restart: the mount stays; the next process takes it over")
 
 
 def run(config: DaemonConfig, on_mounted=None) -> None:
-    """Mount and serve until SIGTERM/SIGINT or an external unmount.
+    """Mount and serve until SIGTERM/SIGINT or an external unmount; re-exec on SIGHUP.
 
     Raises mounts.MountError with a one-line reason when it cannot start.
     """
-    mounts.prepare(config.mountpoint, log)
     factory = CgroupFactory(config.roots.cgroup)
     sampler = LoadSampler(config.roots, factory) if config.opts.loadavg else None
     ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler)
-    try:
-        pyfuse3.init(ops, config.mountpoint, fuse_options(config.fuse_options))
-    except RuntimeError as err:
-        raise mounts.MountError(f"cannot mount FUSE on {config.mountpoint}: {err} (is /dev/fuse usable?)") from None
+    adopted_fd = _connect(config, ops)
+    outcome = "stop"
     try:
         if config.pidfile:
             _write_pidfile(config.pidfile)
         if on_mounted is not None:
             on_mounted()
         log.info("serving %s (cgroup %s, %s)", config.mountpoint, factory.version_label(), config.opts)
+        if systemd.fd_store_enabled():
+            systemd.store_fd(_fuse_fd(), "fuse")  # a restart or a crash then keeps the mount alive
         sd_notify("READY=1")
-        trio.run(_serve, sampler)
+        roots = config.roots
+        fsread.keep_open_under([roots.proc, roots.sys, roots.cgroup], roots.proc, _max_kept_files())
+        outcome = trio.run(_serve, sampler, config.mountpoint if adopted_fd is None else None, adopted_fd)
+        if outcome == "reexec":
+            _reexec(config, ops)  # returns only if exec failed
+        if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():
+            _leave_for_systemd_restart(ops)
+            outcome = "handed-over"
     finally:
-        pyfuse3.close(unmount=True)
-        if config.pidfile:
-            try:
-                os.unlink(config.pidfile)
-            except FileNotFoundError:
-                pass
-        log.info("unmounted %s", config.mountpoint)
+        fsread.stop_keeping()
+        if outcome != "handed-over":
+            if systemd.fd_store_enabled():
+                systemd.drop_stored("fuse")
+            # an adopted connection was mounted by another process, so libfuse won't
+            # unmount it; detach it first, as nothing answers requests any more
+            if adopted_fd is not None and mounts.is_mounted(config.mountpoint):
+                mounts.lazy_unmount(config.mountpoint)
+            pyfuse3.close(unmount=True)
+            if config.pidfile:
+                try:
+                    os.unlink(config.pidfile)
+                except FileNotFoundError:
+                    pass
+            log.info("unmounted %s", config.mountpoint)

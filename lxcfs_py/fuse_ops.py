@@ -38,6 +38,8 @@ class Handle:
 
     content: bytes
     regenerate: Callable[[], bytes]
+    path: str = ""
+    req: Request | None = None  # whose view it renders (None: a host file passed through)
     read_once: bool = False
 
 
@@ -88,6 +90,7 @@ class LxcfsOperations(pyfuse3.Operations):
         self.handles: dict[int, Handle] = {}
         self.dir_handles: dict[int, list[tuple[str, int]]] = {}
         self._next_fh = itertools.count(1)
+        self.on_init = None
         self._logged: set[tuple] = set()
         self._started = time.time_ns()
 
@@ -211,31 +214,49 @@ class LxcfsOperations(pyfuse3.Operations):
         node = self._node(path)
         if node.kind == "dir":
             raise pyfuse3.FUSEError(errno.EISDIR)
-        if node.virtual is not None:
-            req = self.request(ctx)
+        req = self.request(ctx) if node.virtual is not None else None
+        handle = self.new_handle(path, node, req)
+        try:
+            handle.content = handle.regenerate()
+        except FileNotFoundError:
+            if req is None:
+                raise
+            # the cached cgroup may be gone (moved or removed): resolve afresh once
+            self.resolver.forget(ctx.pid)
+            handle = self.new_handle(path, node, self.request(ctx))
+            handle.content = handle.regenerate()
+        fh = next(self._next_fh)
+        # snapshot: reads at any offset and size agree with one whole read
+        self.handles[fh] = handle
+        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    def new_handle(self, path: str, node: Node, req: Request | None, content: bytes = b"") -> Handle:
+        if node.virtual is None:
+            host_path = node.host_path
+
+            def regenerate():
+                return read_bytes(host_path)
+        else:
             render = node.virtual.render
 
             def regenerate():  # a fresh memo per render; cheaper than dataclasses.replace
                 return render(Request(req.roots, req.opts, req.cgroup, req.init_pid, req.sampler))
 
-            try:
-                content = regenerate()
-            except FileNotFoundError:
-                # the cached cgroup may be gone (moved or removed): resolve afresh once
-                self.resolver.forget(ctx.pid)
-                req = self.request(ctx)
-                content = regenerate()
-        else:
-            host_path = node.host_path
+        return Handle(content, regenerate, path, req)
 
-            def regenerate():
-                return read_bytes(host_path)
+    def learn_all_paths(self) -> None:
+        """Map every inode number the kernel may already know back to its path."""
+        for path in self.tree.all_paths():
+            self.paths[inode_of(path)] = path
 
-            content = regenerate()
-        fh = next(self._next_fh)
-        # snapshot: reads at any offset and size agree with one whole read
-        self.handles[fh] = Handle(content, regenerate)
-        return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+    def restart_handles_at(self, first: int) -> None:
+        """Number new handles from `first` on (after a handover, past the inherited ones)."""
+        self._next_fh = itertools.count(first)
+
+    def init(self):
+        """pyfuse3 calls this while it handles FUSE_INIT (see handover.Adoption)."""
+        if self.on_init is not None:
+            self.on_init()
 
     @_guarded
     def read(self, fh, off, size):

@@ -30,6 +30,12 @@ def state(mountpoint: str) -> str:
     return "live"
 
 
+def is_mounted(mountpoint: str) -> bool:
+    """From the mount table, never touching the mount (its daemon may not answer)."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == mountpoint for line in f)
+
+
 def lazy_unmount(mountpoint: str) -> None:
     if _libc.umount2(os.fsencode(mountpoint), MNT_DETACH) != 0:
         code = ctypes.get_errno()

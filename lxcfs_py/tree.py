@@ -70,6 +70,18 @@ class Tree:
                 names.update(os.listdir(f"{self.roots.sys}/{found[1].host_dir}/{found[2]}"))
         return sorted(names)
 
+    def all_paths(self):
+        """Every path of the tree, the host directories mirrored included."""
+        yield from self.dirs
+        yield from FILES
+        for prefix, entry in PASSTHROUGH.items():
+            host_root = f"{self.roots.sys}/{entry.host_dir}"
+            for directory, subdirs, files in os.walk(host_root):
+                rel = os.path.relpath(directory, host_root)
+                base = prefix if rel == "." else f"{prefix}/{rel}"
+                for name in subdirs + files:
+                    yield f"{base}/{name}"
+
     def needs_caller(self, path: str) -> bool:
         """Listing or filtering this directory depends on who asks."""
         return path in PASSTHROUGH

@@ -26,10 +26,14 @@ options:
   state:
     description:
       - V(started) makes sure the daemon runs with these arguments.
-      - V(restarted) always restarts it.
+      - V(restarted) always restarts it (stop, then start: readers see errors until the
+        new daemon has re-bound their files, about a second).
+      - V(reloaded) hands the live mount to a fresh process running the installed code
+        (SIGHUP: the daemon re-executes itself, same pid); no reader sees an error. Use it
+        after an upgrade. It starts the daemon when it is not running.
       - V(stopped) stops it and makes sure nothing stays mounted.
     type: str
-    choices: [started, stopped, restarted]
+    choices: [started, stopped, restarted, reloaded]
     default: started
   mountpoint:
     description: Where the daemon mounts its tree.
@@ -142,6 +146,8 @@ def wanted_args(params):
 def matches(current, params):
     """The running command line ends with the wanted arguments (the interpreter comes first)."""
     wanted = wanted_args(params)
+    # after a reload the daemon runs as `python -m lxcfs_py ... --handover=FDS`
+    current = [arg for arg in current if not arg.startswith("--handover")]
     return len(current) >= len(wanted) and current[-len(wanted):] == wanted
 
 
@@ -180,10 +186,27 @@ def start(module):
                          % (params["mountpoint"], params["log_file"]))
 
 
+def reload(module, pid):
+    """SIGHUP: the daemon re-executes itself on the same connection and rewrites its pidfile."""
+    params = module.params
+    before = os.stat(params["pidfile"]).st_mtime_ns
+    os.kill(pid, signal.SIGHUP)
+    if not wait_for(lambda: _pidfile_rewritten(params["pidfile"], before), params["timeout"]):
+        module.fail_json(msg="lxcfs-py (pid %d) did not take over its mount within %ds of SIGHUP; look at %s"
+                         % (pid, params["timeout"], params["log_file"]))
+
+
+def _pidfile_rewritten(pidfile, before):
+    try:
+        return os.stat(pidfile).st_mtime_ns != before
+    except OSError:
+        return False
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", default="started", choices=["started", "stopped", "restarted"]),
+            state=dict(type="str", default="started", choices=["started", "stopped", "restarted", "reloaded"]),
             mountpoint=dict(type="path", default="/var/lib/lxcfs"),
             executable=dict(type="path", default="/opt/lxcfs-py/venv/bin/lxcfs-py"),
             args=dict(type="list", elements="str", default=[]),
@@ -210,7 +233,10 @@ def main():
         changed = not (running and matches(current, params))
         after = {"running": True, "cmdline": current if not changed else wanted_args(params)}
 
-    if changed and not module.check_mode:
+    if params["state"] == "reloaded" and running:
+        if not module.check_mode:
+            reload(module, pid)
+    elif changed and not module.check_mode:
         stop(module, pid)
         if params["state"] != "stopped":
             start(module)

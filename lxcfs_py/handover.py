@@ -1,0 +1,152 @@
+"""Hand the live FUSE connection to a new daemon process, so no reader sees an error.
+
+The kernel keeps the mount and queues requests while no process reads
+/dev/fuse; a new process that gets the same descriptor (inherited over
+exec, or back from systemd's file-descriptor store) answers them. Two
+things make that work with libfuse/pyfuse3:
+
+- libfuse answers every request with EIO until it has seen FUSE_INIT, and
+  the kernel sent that to the old process. So the new session starts on one
+  end of a socketpair (libfuse takes '/dev/fd/N' as an already-open
+  connection), is fed a FUSE_INIT written to the other end, and while it
+  handles it (Operations.init) the real descriptor is dup2'ed onto N. The
+  INIT reply then goes to the kernel with a unique id it does not know, which
+  it refuses with ENOENT and libfuse ignores.
+- Open files, directory listings and inode numbers move with the connection:
+  the old process writes them to a memfd the new one reads (JSON, versioned,
+  so an upgrade can drop what it does not understand).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import os
+import socket
+import struct
+
+from lxcfs_py.context import Request
+
+log = logging.getLogger("lxcfs_py")
+
+STATE_VERSION = 1
+FUSE_INIT = 26
+FUSE_KERNEL_VERSION = 7
+FUSE_KERNEL_MINOR = 31
+FUSE_ASYNC_READ = 1 << 0
+FUSE_BIG_WRITES = 1 << 5
+FUSE_DO_READDIRPLUS = 1 << 13
+FUSE_PARALLEL_DIROPS = 1 << 18
+# with it libfuse sizes its buffers (max_write) as it did for the kernel's
+# real INIT; smaller buffers make every read of /dev/fuse fail with EINVAL
+FUSE_MAX_PAGES = 1 << 22
+BOGUS_UNIQUE = 1 << 62  # no request has it: the kernel drops the INIT reply with ENOENT
+IN_HEADER = struct.Struct("=IIQQIIIHH")  # len, opcode, unique, nodeid, uid, gid, pid, total_extlen, padding
+INIT_IN = struct.Struct("=IIIII44x")  # major, minor, max_readahead, flags, flags2, unused
+
+
+def fake_init() -> bytes:
+    body = INIT_IN.pack(FUSE_KERNEL_VERSION, FUSE_KERNEL_MINOR, 128 * 1024,
+                        FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_DO_READDIRPLUS | FUSE_PARALLEL_DIROPS
+                        | FUSE_MAX_PAGES, 0)
+    return IN_HEADER.pack(IN_HEADER.size + len(body), FUSE_INIT, BOGUS_UNIQUE, 0, 0, 0, 0, 0, 0) + body
+
+
+class Adoption:
+    """Start a pyfuse3 session on a connection another process set up."""
+
+    def __init__(self, fuse_fd: int):
+        self.fuse_fd = fuse_fd
+        ours, feeder = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.session_fd = ours.detach()  # libfuse owns this number from now on
+        self.feeder = feeder
+
+    @property
+    def mountpoint(self) -> str:
+        """What to give pyfuse3.init instead of a directory."""
+        return f"/dev/fd/{self.session_fd}"
+
+    def feed_init(self) -> None:
+        self.feeder.sendall(fake_init())
+
+    def swap_in(self) -> None:
+        """Called from Operations.init(): from now on the session reads the real connection."""
+        os.dup2(self.fuse_fd, self.session_fd)
+        os.close(self.fuse_fd)
+        self.feeder.close()
+
+
+# -- the state that moves with the connection -------------------------------------
+
+
+def export_state(ops, views: dict) -> bytes:
+    handles = []
+    for fh, handle in ops.handles.items():
+        req = handle.req
+        handles.append({
+            "fh": fh, "path": handle.path, "read_once": handle.read_once,
+            "content": base64.b64encode(handle.content).decode(),
+            "init_pid": req.init_pid if req else None,
+            "cgroup": req.cgroup.paths if req and req.cgroup is not None else None,
+        })
+    state = {
+        "version": STATE_VERSION,
+        "paths": {str(inode): path for inode, path in ops.paths.items()},
+        "next_fh": max([*ops.handles, *ops.dir_handles, 0]) + 1,
+        "handles": handles,
+        "dirs": {str(fh): entries for fh, entries in ops.dir_handles.items()},
+        "cpu_views": {key: dataclasses.asdict(view) for key, view in views.items()},
+        "loads": {d: dataclasses.asdict(load) for d, load in ops.sampler.loads.items()} if ops.sampler else {},
+    }
+    return json.dumps(state).encode()
+
+
+def import_state(ops, data: bytes, views: dict) -> None:
+    """Restore what export_state saved; anything unreadable is dropped, never fatal."""
+    from lxcfs_py.files.cpuview import CpuView, Usage
+    from lxcfs_py.sampler import Load
+
+    state = json.loads(data)
+    if state.get("version") != STATE_VERSION:
+        log.warning("handover state version %s unknown: open files start afresh", state.get("version"))
+        return
+    ops.paths.update({int(inode): path for inode, path in state["paths"].items()})
+    ops.restart_handles_at(state["next_fh"])
+    for saved in state["handles"]:
+        node = ops.tree.node(saved["path"])
+        if node is None:
+            continue
+        req = None
+        if node.virtual is not None:
+            cgroup = saved["cgroup"]
+            cg = ops.resolver.factory.for_paths(cgroup) if cgroup is not None else None
+            req = Request(ops.roots, ops.opts, cg, saved["init_pid"], ops.sampler)
+        handle = ops.new_handle(saved["path"], node, req, base64.b64decode(saved["content"]))
+        handle.read_once = saved["read_once"]
+        ops.handles[saved["fh"]] = handle
+    ops.dir_handles.update({int(fh): [tuple(e) for e in entries] for fh, entries in state["dirs"].items()})
+    for key, view in state["cpu_views"].items():
+        views[key] = CpuView(last={int(c): Usage(**u) for c, u in view["last"].items()},
+                             view={int(c): Usage(**u) for c, u in view["view"].items()},
+                             last_idle_sum=view["last_idle_sum"])
+    if ops.sampler is not None:
+        ops.sampler.loads.update({d: Load(**load) for d, load in state["loads"].items()})
+    log.info("took over %d open files from the previous process", len(state["handles"]))
+
+
+def write_memfd(data: bytes) -> int:
+    """An inheritable memory file holding `data`, positioned at 0."""
+    fd = os.memfd_create("lxcfs-py-state", 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def read_fd(fd: int) -> bytes:
+    parts = []
+    while chunk := os.read(fd, 1 << 20):
+        parts.append(chunk)
+    os.close(fd)
+    return b"".join(parts)
