@@ -5,6 +5,10 @@
 #
 # Usage: build-images.sh [IMAGE...]     (default: workload)
 #   workload  lxcfs-py/workload:bookworm  minimal bookworm with procps + util-linux
+#   node      lxcfs-py/node:bookworm      systemd-booting bookworm "host" for the
+#             Molecule scenarios (docker.io, fuse3, python3...), plus the workload
+#             image saved as $CACHE/workload-bookworm.image.tar (`docker save`)
+#             for the nodes' own dockerd to `docker load`
 #
 # Caching (safe to rerun): if the docker image exists nothing is done; else if
 # the rootfs tarball exists under $CACHE it is just imported; else debootstrap.
@@ -37,6 +41,7 @@ find_mirror() {
 # proc/sys inside the target; if it dies mid-way those stay mounted, so unmount
 # first and never let rm cross into another filesystem.
 ROOTFS=""
+ROOTFS_HOOK=""
 cleanup() {
     [[ -n $ROOTFS && -d $ROOTFS ]] || return 0
     awk -v r="$ROOTFS" 'index($2, r "/") == 1 { print $2 }' /proc/self/mounts \
@@ -84,6 +89,8 @@ build_rootfs_image() {
                 die "$tag: debootstrap failed (full log: $CACHE/debootstrap.log)"
             }
         slim_rootfs "$ROOTFS"
+        # per-image changes to the rootfs (set by the image's case below)
+        if [[ -n $ROOTFS_HOOK ]]; then "$ROOTFS_HOOK" "$ROOTFS"; fi
         # Write to a temp name and rename, so an interrupted run never leaves
         # a truncated tarball that later runs would trust.
         tar --numeric-owner -C "$ROOTFS" -cf "$tarball.tmp" . \
@@ -101,6 +108,90 @@ build_rootfs_image() {
     log "$tag: imported ($(docker image inspect -f '{{.Size}}' "$tag" | numfmt --to=iec))"
 }
 
+build_workload() {
+    build_rootfs_image "lxcfs-py/workload:$SUITE" "$CACHE/workload-$SUITE.tar" \
+        --variant=minbase --include=procps,util-linux \
+        -- 'CMD ["/bin/bash"]' \
+           'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+}
+
+# --- node image (Molecule) ----------------------------------------------------
+# A Debian 12 "host" that boots systemd as PID 1 in a container and already has
+# everything the roles install (lxcfs: fuse3, python3-venv; docker_lxcfs:
+# docker.io, python3-docker; apt module: python3-apt), so converge needs no apt
+# access. The apt sources stay valid (the mirror debootstrap used).
+NODE_PACKAGES=(systemd systemd-sysv dbus sudo python3 python3-apt python3-venv
+    python3-docker docker.io fuse3 procps iproute2 util-linux ca-certificates
+    iptables kmod less)
+# `docker import --change`s (20.10 takes no STOPSIGNAL here: Molecule's
+# platforms set stop_signal SIGRTMIN+3, which makes systemd shut down cleanly)
+NODE_CHANGES=('CMD ["/sbin/init"]' 'ENV container=docker'
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin')
+
+node_customize() {
+    local r=$1
+    # each node gets its own machine-id at boot (systemd makes a transient one)
+    : >"$r/etc/machine-id"
+    rm -f "$r/var/lib/dbus/machine-id"
+    # no consoles and no udev in a container; these only fail or wait
+    local u
+    for u in getty@tty1.service console-getty.service systemd-udevd.service \
+        systemd-udev-trigger.service systemd-udev-settle.service \
+        systemd-modules-load.service sys-kernel-config.mount \
+        sys-kernel-debug.mount sys-kernel-tracing.mount proc-sys-fs-binfmt_misc.automount \
+        systemd-binfmt.service systemd-firstboot.service; do
+        ln -sf /dev/null "$r/etc/systemd/system/$u"
+    done
+    # the node's dockerd: its containers are scopes of the node's systemd
+    # (systemd cgroup driver), so their cgroups sit under the node's own, not
+    # beside the outer Docker's (blkio aside: see scripts/molecule.sh); overlay2
+    # on the /var/lib/docker volume. The roles merge their keys into this file.
+    mkdir -p "$r/etc/docker"
+    cat >"$r/etc/docker/daemon.json" <<'JSON'
+{
+  "exec-opts": ["native.cgroupdriver=systemd"],
+  "storage-driver": "overlay2"
+}
+JSON
+}
+
+# A hash of what goes into the node image: a changed recipe rebuilds it.
+node_recipe() {
+    { echo "${NODE_PACKAGES[*]}"; echo "${NODE_CHANGES[*]}"; declare -f node_customize; } | sha256sum | cut -c1-12
+}
+
+# Drop a node image built from another recipe, and rootfs tarballs of other
+# recipes (the tarball's name carries the recipe hash).
+node_check_recipe() {
+    local tag=$1 tarball=$2 have want f
+    want="$(node_recipe)"
+    if docker image inspect "$tag" >/dev/null 2>&1; then
+        have="$(docker image inspect -f '{{index .Config.Labels "lxcfs-py.node-recipe"}}' "$tag")"
+        if [[ $have != "$want" ]]; then
+            log "$tag: built from recipe '$have', want '$want': rebuilding"
+            docker image rm "$tag" >/dev/null
+        fi
+    fi
+    for f in "$CACHE/node-$SUITE"-*.tar; do
+        [[ -e $f && $f != "$tarball" ]] && rm -f "$f"
+    done
+    return 0
+}
+
+# save_image TAG FILE: `docker save` TAG unless FILE already holds this image ID.
+save_image() {
+    local tag=$1 file=$2 id
+    id="$(docker image inspect -f '{{.Id}}' "$tag")"
+    if [[ $REBUILD != 1 && -s $file && "$(cat "$file.id" 2>/dev/null)" == "$id" ]]; then
+        log "$tag: saved image $file is current (cached)"
+        return 0
+    fi
+    docker save -o "$file.tmp" "$tag" || { rm -f "$file.tmp"; die "docker save $tag failed"; }
+    mv -f "$file.tmp" "$file"
+    echo "$id" >"$file.id"
+    log "$tag: saved to $file ($(du -h "$file" | cut -f1))"
+}
+
 [[ $EUID -eq 0 ]] || die "must run as root (debootstrap)"
 command -v debootstrap >/dev/null || die "debootstrap not found (run scripts/install-deps.sh)"
 # Fail before a long debootstrap rather than after it.
@@ -116,19 +207,21 @@ for image in "$@"; do
     workload)
         # Plain container for /proc-view tests: free/uptime/top (procps),
         # nproc/cat (coreutils), lscpu (util-linux). No systemd, no python.
-        build_rootfs_image "lxcfs-py/workload:$SUITE" "$CACHE/workload-$SUITE.tar" \
-            --variant=minbase --include=procps,util-linux \
-            -- 'CMD ["/bin/bash"]' \
-               'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+        build_workload
         ;;
-    # node)
-    #   TODO(node image issue): systemd-booting "node" image, e.g.
-    #   build_rootfs_image "lxcfs-py/node:$SUITE" "$CACHE/node-$SUITE.tar" \
-    #       --variant=minbase --include=systemd,systemd-sysv,dbus,procps,util-linux \
-    #       -- 'CMD ["/sbin/init"]' 'ENV container=docker' ...
-    #   ;;
+    node)
+        # The image the nodes' dockerd loads (as in `workload`), and the node.
+        build_workload
+        save_image "lxcfs-py/workload:$SUITE" "$CACHE/workload-$SUITE.image.tar"
+        node_check_recipe "lxcfs-py/node:$SUITE" "$CACHE/node-$SUITE-$(node_recipe).tar"
+        ROOTFS_HOOK=node_customize
+        build_rootfs_image "lxcfs-py/node:$SUITE" "$CACHE/node-$SUITE-$(node_recipe).tar" \
+            --variant=minbase --include="$(IFS=,; echo "${NODE_PACKAGES[*]}")" \
+            -- "${NODE_CHANGES[@]}" "LABEL lxcfs-py.node-recipe=$(node_recipe)"
+        ROOTFS_HOOK=""
+        ;;
     *)
-        die "unknown image '$image' (known: workload)"
+        die "unknown image '$image' (known: workload, node)"
         ;;
     esac
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what it needs, starts
 # dockerd if none runs (and stops it again afterwards), builds the test image,
-# then runs the unit and live tests. Extra arguments go to pytest.
+# then runs the unit and live tests and the Molecule scenarios. Extra
+# arguments go to pytest.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,3 +19,7 @@ bash "$REPO/scripts/build-images.sh" workload
 
 cd "$REPO"
 .venv/bin/python -m pytest tests "$@"
+# systemd nodes (Debian 12 images built here): the rollout, a stopped rollout, restarts
+for scenario in default fleet restart; do
+    bash "$REPO/scripts/molecule.sh" test -s "$scenario"
+done

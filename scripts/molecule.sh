@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run Molecule (from the repo's .venv) on this machine's dockerd, with the node
+# image built first (cached). Arguments go to molecule, e.g.
+#     scripts/molecule.sh test -s default
+#     scripts/molecule.sh test -s fleet
+#     scripts/molecule.sh converge -s default; scripts/molecule.sh login -s default
+# Needs what scripts/install-deps.sh installs and a running dockerd
+# (scripts/start-dockerd.sh); scripts/test.sh does both.
+#
+# Leaves nothing behind after `molecule test` (its destroy step removes the
+# nodes with their /var/lib/docker volumes). On top of that, this script
+# removes what may survive an interrupted run: node containers of the
+# scenarios (named lxcfs-py-mol-*), and the empty blkio `system.slice`
+# cgroup that the nodes' systemd creates at the top of this (systemd-less)
+# host's blkio hierarchy.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NODE_PREFIX=lxcfs-py-mol-
+
+die() { echo "molecule.sh: error: $*" >&2; exit 1; }
+log() { echo "molecule.sh: $*"; }
+
+[[ $EUID -eq 0 ]] || die "must run as root (nodes need devices and cgroups)"
+[[ -x $REPO/.venv/bin/molecule ]] || die "no molecule in $REPO/.venv (run scripts/install-deps.sh)"
+timeout 10 docker info >/dev/null 2>&1 || die "docker is not running (run scripts/start-dockerd.sh)"
+
+# molecule runs ansible-config, ansible-playbook and pytest from PATH
+export PATH="$REPO/.venv/bin:$PATH"
+if [[ ! -t 1 ]]; then
+    export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
+fi
+
+bash "$REPO/scripts/build-images.sh" node
+
+# Cgroups that exist now are not ours to remove.
+own_cgroups=()
+if [[ ! -d /run/systemd/system ]]; then
+    for h in /sys/fs/cgroup/*/; do
+        [[ -d ${h}system.slice ]] || own_cgroups+=("${h}system.slice")
+    done
+fi
+
+cleanup() {
+    local rc=$? c d
+    # only after a whole `test` (or `destroy`): other commands keep nodes on purpose
+    if [[ " $* " == *" test "* || " $* " == *" destroy "* ]]; then
+        for c in $(docker ps -aq --filter "name=^$NODE_PREFIX" --filter label=owner=molecule); do
+            log "removing leftover node $(docker inspect -f '{{.Name}}' "$c")"
+            docker rm -f -v "$c" >/dev/null || true
+        done
+        for d in "${own_cgroups[@]}"; do
+            # rmdir only: a cgroup with processes or children in use stays
+            [[ -d $d ]] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        done
+    fi
+    return "$rc"
+}
+trap 'cleanup "$@"' EXIT
+trap 'exit 130' INT TERM
+
+cd "$REPO"
+t0=$SECONDS
+rc=0
+molecule "$@" || rc=$?
+log "molecule $* exited $rc after $((SECONDS - t0))s"
+exit "$rc"
