@@ -1,8 +1,10 @@
 /*
  * readbench: how many times per second can a file be opened, read to EOF
- * and closed?
+ * and closed? (With -p, pause that long after each iteration: a paced reader,
+ * to see what a daemon spends per request when requests do not come back to
+ * back; the rate then mostly measures the pause.)
  *
- *   readbench [-d SECONDS] [-w SECONDS] [-b BYTES] PATH...
+ *   readbench [-d SECONDS] [-w SECONDS] [-b BYTES] [-p MICROSECONDS] PATH...
  *
  * For each PATH: loop open/read-until-EOF/close for a warm-up period (not
  * counted), then for the measured period, and print one line:
@@ -60,6 +62,15 @@ static size_t once(const char *path, char *buf, size_t size)
 	return total;
 }
 
+static void pause_for(double seconds)
+{
+	if (seconds <= 0)
+		return;
+	struct timespec ts = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 static double parse_seconds(const char *text, const char *what)
 {
 	char *end;
@@ -75,9 +86,10 @@ int main(int argc, char **argv)
 {
 	double duration = 1.0, warmup = 0.2;
 	size_t size = 65536;
+	double pause = 0;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "d:w:b:")) != -1) {
+	while ((opt = getopt(argc, argv, "d:w:b:p:")) != -1) {
 		switch (opt) {
 		case 'd':
 			duration = parse_seconds(optarg, "duration");
@@ -88,13 +100,16 @@ int main(int argc, char **argv)
 		case 'b':
 			size = (size_t)strtoul(optarg, NULL, 10);
 			break;
+		case 'p':
+			pause = parse_seconds(optarg, "pause") / 1e6;
+			break;
 		default:
-			fprintf(stderr, "usage: %s [-d SECONDS] [-w SECONDS] [-b BYTES] PATH...\n", argv[0]);
+			fprintf(stderr, "usage: %s [-d SECONDS] [-w SECONDS] [-b BYTES] [-p MICROSECONDS] PATH...\n", argv[0]);
 			return 2;
 		}
 	}
 	if (optind >= argc || size == 0 || duration <= 0) {
-		fprintf(stderr, "usage: %s [-d SECONDS] [-w SECONDS] [-b BYTES] PATH...\n", argv[0]);
+		fprintf(stderr, "usage: %s [-d SECONDS] [-w SECONDS] [-b BYTES] [-p MICROSECONDS] PATH...\n", argv[0]);
 		return 2;
 	}
 	char *buf = malloc(size);
@@ -105,9 +120,10 @@ int main(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		const char *path = argv[i];
 		double end = now() + warmup;
-		do
+		do {
 			once(path, buf, size);
-		while (now() < end);
+			pause_for(pause);
+		} while (now() < end);
 
 		unsigned long long ops = 0;
 		size_t min_bytes = (size_t)-1, max_bytes = 0;
@@ -120,6 +136,7 @@ int main(int argc, char **argv)
 				min_bytes = got;
 			if (got > max_bytes)
 				max_bytes = got;
+			pause_for(pause);
 			t = now();
 		} while (t < end);
 		double elapsed = t - start;

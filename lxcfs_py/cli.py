@@ -30,6 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-cfs", action="store_true", help="CPU count from the CFS quota (cpuinfo, stat, online)")
     p.add_argument("-u", "--disable-swap", action="store_true", help="show no swap in meminfo and swaps")
     p.add_argument("--log-file", help="in the background, log here instead of discarding logs")
+    p.add_argument("--no-remount", action="store_true",
+                   help="at start, leave containers' files on a dead mount alone (see 'lxcfs-py remount')")
     p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]",
                    help="extra FUSE mount options")
     p.add_argument("--version", action="version", version=f"lxcfs-py {__version__}")
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         fuse_options=args.fuse_options,
         argv=argv,
         handover=args.handover,
+        heal=not args.no_remount,
     )
     # a handover re-exec is already the daemon, wherever it runs
     report = None if (args.foreground or args.debug or args.handover) else _daemonize()

@@ -35,6 +35,7 @@ class DaemonConfig:
     fuse_options: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)  # our command line, to re-exec on SIGHUP
     handover: str | None = None  # "FUSE_FD,STATE_FD" from the process we replace
+    heal: bool = True  # re-bind containers' files left on a dead mount after a fresh mount
 
 
 def fuse_options(extra: list[str]) -> set[str]:
@@ -262,7 +263,8 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         sd_notify("READY=1")
         roots = config.roots
         fsread.keep_open_under([roots.proc, roots.sys, roots.cgroup], roots.proc, _max_kept_files())
-        outcome = trio.run(_serve, sampler, config.mountpoint if adopted_fd is None else None, adopted_fd)
+        heal = config.mountpoint if adopted_fd is None and config.heal else None
+        outcome = trio.run(_serve, sampler, heal, adopted_fd)
         if outcome == "reexec":
             _reexec(config, ops)  # returns only if exec failed
         if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():

@@ -27,6 +27,9 @@ KEEPABLE_FS = frozenset({"proc", "sysfs", "cgroup", "cgroup2"})
 # Reopen kept files this often: the longest a kept fd can follow a cgroup
 # directory that was renamed (not removed), like the caller cache's refresh.
 KEEP_SECONDS = 2.0
+# cgroup v1 keeps the pid list of an open cgroup.procs or tasks file for up
+# to a second and serves re-reads from it: those must be opened afresh.
+_NOT_KEPT = ("/cgroup.procs", "/tasks")
 
 
 def _read_fd(fd: int, head: bool, pread: bool) -> bytes:
@@ -92,6 +95,14 @@ class _KeptFiles:
 
     def read(self, path: str, head: bool) -> bytes:
         now = time.monotonic()
+        if self.fds:
+            # the least recently used file, once past its time, is closed as
+            # other reads go on: a stopped container's files are not kept for long
+            oldest = next(iter(self.fds))
+            fd, opened = self.fds[oldest]
+            if now - opened >= KEEP_SECONDS and oldest != path:
+                del self.fds[oldest]
+                os.close(fd)
         entry = self.fds.get(path)
         if entry is not None:
             fd, opened = entry
@@ -121,7 +132,7 @@ class _KeptFiles:
         return data
 
     def _keepable(self, path: str, fd: int, now: float) -> bool:
-        if not path.startswith(self.prefixes):
+        if not path.startswith(self.prefixes) or path.endswith(_NOT_KEPT):
             return False
         if path.startswith(self.proc):
             top = path[len(self.proc):].partition("/")[0]

@@ -9,17 +9,6 @@ from lxcfs_py.fsread import parse_cpu_list, read_text
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def meminfo_values(text: str) -> dict[str, int]:
-    """'MemTotal:  2048 kB' lines -> {'MemTotal': 2048}."""
-    values = {}
-    for line in text.splitlines():
-        label, _, rest = line.partition(":")
-        fields = rest.split()
-        if fields and fields[0].isdigit():
-            values[label] = int(fields[0])
-    return values
-
-
 def starttime_ticks(stat_text: str) -> int:
     """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot).
 
@@ -39,3 +28,13 @@ def online_cpus(sys_root: str) -> list[int]:
         return parse_cpu_list(read_text(f"{sys_root}/devices/system/cpu/online"))
     except (OSError, ValueError):
         return list(range(os.cpu_count() or 1))
+
+
+def meminfo_value(text: str, label: str) -> int:
+    """One 'Label:  N kB' value of /proc/meminfo text (0 if absent), without parsing the rest."""
+    start = ("\n" + text).find(f"\n{label}:")  # where the label starts in `text`
+    if start < 0:
+        return 0
+    end = text.find("\n", start)
+    fields = text[start + len(label) + 1 : end if end >= 0 else None].split()
+    return int(fields[0]) if fields and fields[0].isdigit() else 0

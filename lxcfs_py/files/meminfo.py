@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from lxcfs_py.context import Request
 from lxcfs_py.files.swap import V1_UNLIMITED, SwapInfo, memory_cgroup_gone, shown_total, swap_info
 from lxcfs_py.fsread import read_bytes
-from lxcfs_py.host import meminfo_values
+from lxcfs_py.host import meminfo_value
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,14 @@ def collect(req: Request) -> MemInputs:
     return MemInputs(limit, usage, cg.memory_stat(), swap_info(req, swap_limit_base, usage))
 
 
+_PREFIXES: dict[str, str] = {}
+
+
 def line(label: str, kb: int) -> str:
-    return f"{label + ':':<16}{kb:8d} kB\n"
+    prefix = _PREFIXES.get(label)
+    if prefix is None:
+        prefix = _PREFIXES[label] = f"{label + ':':<16}"
+    return f"{prefix}{kb:8d} kB\n"
 
 
 def values(host: dict[str, int], inputs: MemInputs) -> dict[str, int]:
@@ -78,7 +84,9 @@ def values(host: dict[str, int], inputs: MemInputs) -> dict[str, int]:
 
 
 def render_text(host_text: str, inputs: MemInputs) -> str:
-    replaced = values(meminfo_values(host_text), inputs)
+    # only these two host values are needed; parsing every line cost more than the rest
+    host = {label: meminfo_value(host_text, label) for label in ("MemTotal", "SwapTotal")}
+    replaced = values(host, inputs)
     out = []
     for host_line in host_text.splitlines(keepends=True):
         label = host_line.partition(":")[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lxcfs_py.context import Request
 from lxcfs_py.files.swap import V1_UNLIMITED, SwapInfo, memory_cgroup_gone, shown_total, swap_info
 from lxcfs_py.fsread import read_bytes, read_text
-from lxcfs_py.host import meminfo_values
+from lxcfs_py.host import meminfo_value
 
 HEADER = "Filename\t\t\t\tType\t\tSize\tUsed\tPriority\n"
 
@@ -32,6 +32,6 @@ def render(req: Request) -> bytes:
             raise
         return b""  # LXCFS gives an empty file when the memory usage cannot be read
     swap = swap_info(req, limit, usage)
-    host_swap = meminfo_values(read_text(req.proc("meminfo"))).get("SwapTotal", 0)
+    host_swap = meminfo_value(read_text(req.proc("meminfo")), "SwapTotal")
     # LXCFS bounds the memory limit here by the host's swap only, not its RAM
     return render_text(swap, limit // 1024, host_swap).encode()

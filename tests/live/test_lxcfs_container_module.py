@@ -217,7 +217,8 @@ def test_restarted_daemon_recreates_a_container_left_with_a_dead_view(start_daem
     result, out = run_module(spec(name, daemon.mountpoint))
     assert result["changed"] is True, out
     daemon.stop()
-    daemon = start_daemon(name="restarted")  # same mountpoint, new FUSE connection
+    # same mountpoint, new FUSE connection; without healing, the container's view stays dead
+    daemon = start_daemon(["--no-remount"], name="restarted")
     failed = subprocess.run(["docker", "exec", name, "cat", "/proc/meminfo"], capture_output=True, text=True)
     assert failed.returncode != 0 and "Transport endpoint is not connected" in failed.stderr
 

@@ -3,7 +3,7 @@
 import pytest
 
 from lxcfs_py.fsread import format_cpu_list, parse_cpu_list, read_bytes, read_int, read_keyed
-from lxcfs_py.host import meminfo_values, online_cpus, uptime_seconds
+from lxcfs_py.host import meminfo_value, online_cpus, uptime_seconds
 from tests.fixtures.trees import HOST_MEMINFO, write
 
 
@@ -54,8 +54,8 @@ def test_read_bytes_larger_than_one_chunk(tmp_path):
 
 
 def test_host_parsers(tmp_path):
-    values = meminfo_values(HOST_MEMINFO)
-    assert (values["MemTotal"], values["SwapTotal"], values["HugePages_Total"]) == (4096000, 1048576, 0)
+    values = [meminfo_value(HOST_MEMINFO, label) for label in ("MemTotal", "SwapTotal", "HugePages_Total", "Nope")]
+    assert values == [4096000, 1048576, 0, 0]
     assert uptime_seconds("1000.50 3800.00\n") == 1000.5
     write(tmp_path / "devices/system/cpu/online", "0-1,4\n")
     assert online_cpus(str(tmp_path)) == [0, 1, 4]
