@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyfuse3
 import trio
 
-from lxcfs_py import fsread, handover, mounts, systemd
+from lxcfs_py import fsread, handover, mounts, remount, systemd
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
@@ -260,6 +260,11 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         log.info("serving %s (cgroup %s, %s)", config.mountpoint, factory.version_label(), config.opts)
         if systemd.fd_store_enabled():
             systemd.store_fd(_fuse_fd(), "fuse")  # a restart or a crash then keeps the mount alive
+        if adopted_fd is None:
+            try:
+                remount.record_device(config.roots.proc, config.mountpoint)
+            except OSError as err:
+                log.warning("cannot record this mount for a successor to heal from (%s): %s", remount.RECORD_DIR, err)
         sd_notify("READY=1")
         roots = config.roots
         fsread.keep_open_under([roots.proc, roots.sys, roots.cgroup], roots.proc, _max_kept_files())

@@ -12,7 +12,7 @@ needs shared mount propagation, and the container keeps running.
 from __future__ import annotations
 
 import ctypes
-import errno
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -93,9 +93,45 @@ def _container_name(proc_root: str, pid: int) -> str:
     return "?"
 
 
-def find_stale(proc_root: str, mountpoint: str) -> list[StaleBind]:
-    """Binds of an lxcfs-py mount other than the live one, one mount namespace at a time."""
+RECORD_DIR = "/run/lxcfs-py"
+RECORD_KEEP = 8
+
+
+def _record_path(mountpoint: str, record_dir: str) -> str:
+    name = hashlib.sha1(mountpoint.encode()).hexdigest()[:16]
+    return f"{record_dir}/{name}.devices"
+
+
+def recorded_devices(mountpoint: str, record_dir: str = RECORD_DIR) -> list[str]:
+    """The devices (major:minor) of the earlier mounts made at `mountpoint` on this boot."""
+    try:
+        with open(_record_path(mountpoint, record_dir)) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def record_device(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) -> None:
+    """Remember the live mount's device, so a successor heals exactly its binds."""
+    device = current_device(proc_root, mountpoint)
+    if device is None:
+        return
+    devices = [d for d in recorded_devices(mountpoint, record_dir) if d != device][-(RECORD_KEEP - 1):] + [device]
+    os.makedirs(record_dir, exist_ok=True)
+    tmp = _record_path(mountpoint, record_dir) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(devices) + "\n")
+    os.replace(tmp, _record_path(mountpoint, record_dir))
+
+
+def find_stale(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) -> list[StaleBind]:
+    """Containers' binds of earlier mounts at `mountpoint` (their daemons are gone), one
+    mount namespace at a time. Binds of other daemons' mounts (a node running its own
+    lxcfs-py) are never touched: only the devices recorded for this mountpoint count."""
     live = current_device(proc_root, mountpoint)
+    earlier = set(recorded_devices(mountpoint, record_dir)) - {live}
+    if not earlier:
+        return []
     own_ns = os.readlink(f"{proc_root}/self/ns/mnt")
     seen = {own_ns}
     stale = []
@@ -111,28 +147,9 @@ def find_stale(proc_root: str, mountpoint: str) -> list[StaleBind]:
         except OSError:
             continue  # exited, or a kernel thread
         for mount in mounts:
-            if (mount["fstype"] == FSTYPE and mount["source"] == FSNAME and mount["device"] != live
-                    and mount["root"] != "/" and is_dead(f"{proc_root}/{name}/root{mount['target']}")):
+            if mount["fstype"] == FSTYPE and mount["source"] == FSNAME and mount["device"] in earlier:
                 stale.append(StaleBind(int(name), mount["target"], mount["root"], _container_name(proc_root, int(name))))
     return stale
-
-
-def is_dead(path: str) -> bool:
-    """Whether `path` is served by a FUSE connection whose daemon is gone.
-
-    A bind of another daemon's live mount (a node running its own lxcfs-py)
-    is none of our business; only ENOTCONN says the daemon is gone. The
-    whole tree (root "/") is a daemon's own mount, never a container's bind.
-    """
-    try:
-        if os.path.isdir(path):
-            os.listdir(path)
-        else:
-            with open(path, "rb") as f:
-                f.read(1)
-    except OSError as err:
-        return err.errno == errno.ENOTCONN
-    return False
 
 
 def _clone(path: str) -> int:
@@ -178,10 +195,11 @@ def heal(stale: StaleBind, mountpoint: str) -> None:
         os.close(clone_fd)
 
 
-def remount(mountpoint: str, dry_run: bool = False, proc_root: str = "/proc", out=print) -> int:
+def remount(mountpoint: str, dry_run: bool = False, proc_root: str = "/proc", out=print,
+            record_dir: str = RECORD_DIR) -> int:
     """Heal every stale bind; print one line each. Returns how many could not be healed."""
     failures = 0
-    for stale in find_stale(proc_root, mountpoint):
+    for stale in find_stale(proc_root, mountpoint, record_dir):
         where = f"pid {stale.pid} ({stale.container}): {stale.target}"
         if dry_run:
             out(f"{where}: stale, would re-bind from {mountpoint}{stale.fs_path}")

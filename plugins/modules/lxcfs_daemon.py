@@ -26,10 +26,10 @@ options:
   state:
     description:
       - V(started) makes sure the daemon runs with these arguments.
-      - V(restarted) always restarts it (stop, then start: readers see errors until the
-        new daemon has re-bound their files, about a second).
+      - V(restarted) always restarts it, a stop and a start; readers see errors until the
+        new daemon has re-bound their files, about a second.
       - V(reloaded) hands the live mount to a fresh process running the installed code
-        (SIGHUP: the daemon re-executes itself, same pid); no reader sees an error. Use it
+        (on SIGHUP the daemon re-executes itself, same pid); no reader sees an error. Use it
         after an upgrade. It starts the daemon when it is not running.
       - V(stopped) stops it and makes sure nothing stays mounted.
     type: str
