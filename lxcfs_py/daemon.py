@@ -68,6 +68,7 @@ SPIN_SECONDS = 50e-6
 # Requests served at most between passes through trio's scheduler (which
 # runs the signal handler and the loadavg sampler).
 SPIN_YIELD_EVERY = 64
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _fuse_fd() -> int | None:
@@ -123,7 +124,9 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
 
         async def stop_on_signal():
             nonlocal outcome
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+                # signals that came while we were starting were held back (see run); take them now
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
                 async for signum in signals:
                     if signum == signal.SIGHUP:
                         if not _new_code_loads():
@@ -232,6 +235,7 @@ def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
     argv = [a for a in config.argv if not a.startswith("--handover")]
     fsread.stop_keeping()
     logging.shutdown()
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)  # held for the new image's loop
     os.execv(sys.executable, [sys.executable, "-m", "lxcfs_py", *argv, f"--handover={fuse_fd},{state_fd}"])
 
 
@@ -247,6 +251,9 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
 
     Raises mounts.MountError with a one-line reason when it cannot start.
     """
+    # Hold SIGTERM and friends back until the trio loop handles them: one sent
+    # right after READY=1 must unmount cleanly, not kill us with the mount up.
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     factory = CgroupFactory(config.roots.cgroup)
     sampler = LoadSampler(config.roots, factory) if config.opts.loadavg else None
     ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler)
