@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import array
+import logging
 import os
 import socket
 import subprocess
+import time
 
 SD_LISTEN_FDS_START = 3
+log = logging.getLogger("lxcfs_py")
 
 
 def notify(message: str, fds: list[int] = ()) -> bool:
@@ -66,14 +69,29 @@ def own_unit() -> str | None:
     return None
 
 
-def restart_queued() -> bool:
-    """Whether systemd is restarting (not just stopping) our unit right now."""
+def restart_queued(tries: int = 4, pause: float = 0.05) -> bool:
+    """Whether systemd is restarting (not just stopping) our unit right now.
+
+    Asked a few times: the job list has been seen empty for a moment.
+    """
+    for _ in range(tries):
+        if _restart_job_listed():
+            return True
+        time.sleep(pause)
+    return False
+
+
+def _restart_job_listed() -> bool:
     unit = own_unit()
     if unit is None:
         return False
     try:
-        jobs = subprocess.run(["systemctl", "list-jobs", "--no-legend", "--plain"], capture_output=True,
-                              text=True, timeout=5).stdout
-    except (OSError, subprocess.SubprocessError):
+        result = subprocess.run(["systemctl", "list-jobs", "--no-legend", "--plain"], capture_output=True,
+                                text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError) as err:
+        log.warning("cannot ask systemd whether this is a restart: %s", err)
         return False
-    return any(line.split()[1:3] in ([unit, "restart"], [unit, "try-restart"]) for line in jobs.splitlines())
+    found = any(line.split()[1:3] in ([unit, "restart"], [unit, "try-restart"]) for line in result.stdout.splitlines())
+    if not found:
+        log.info("no restart job for %s (systemctl list-jobs: %r %r)", unit, result.stdout.strip(), result.stderr.strip())
+    return found
