@@ -33,7 +33,7 @@ def reader(docker):
     started = []
 
     def start(mountpoint):
-        container = subprocess.run(["docker", "run", "-d", "-m", "200m", *bind_flags(mountpoint), IMAGE, "bash", "-c",
+        container = subprocess.run(["docker", "run", "-d", "--rm", "-m", "200m", *bind_flags(mountpoint), IMAGE, "bash", "-c",
                                     READER], check=True, capture_output=True, text=True).stdout.strip()
         started.append(container)
         wait_for(lambda: counts(container)[0] > 5, 20)
