@@ -51,7 +51,8 @@ def play(root, check=False, **overrides):
         argv.append("--check")
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
-    result.output = result.stdout + result.stderr
+    # ansible may fold long messages at the terminal's width: compare words, not lines
+    result.output = " ".join((result.stdout + result.stderr).split())
     return result
 
 
