@@ -255,7 +255,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
     # right after READY=1 must unmount cleanly, not kill us with the mount up.
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     factory = CgroupFactory(config.roots.cgroup)
-    sampler = LoadSampler(config.roots, factory) if config.opts.loadavg else None
+    sampler = LoadSampler(config.roots) if config.opts.loadavg else None
     ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler)
     adopted_fd = _connect(config, ops)
     outcome = "stop"

@@ -70,7 +70,7 @@ def count_tasks(proc_root: str, cgroup_dir: str) -> tuple[int, int, int]:
 
 
 class LoadSampler:
-    def __init__(self, roots, factory=None):
+    def __init__(self, roots):
         self.proc_root = roots.proc
         self.loads: dict[str, Load] = {}
 
