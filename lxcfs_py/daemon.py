@@ -46,11 +46,6 @@ def fuse_options(extra: list[str]) -> set[str]:
     return base
 
 
-def sd_notify(message: str) -> None:
-    """Tell systemd (Type=notify) about our state; a no-op without NOTIFY_SOCKET."""
-    systemd.notify(message)
-
-
 def _write_pidfile(path: str) -> None:
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
@@ -132,11 +127,11 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
                         if not _new_code_loads():
                             continue  # keep serving with the code we have
                         log.info("SIGHUP received: handing the mount to a fresh process")
-                        sd_notify("RELOADING=1")
+                        systemd.notify("RELOADING=1")
                         outcome = "reexec"
                     else:
                         log.info("%s received: stopping", signal.Signals(signum).name)
-                        sd_notify("STOPPING=1")
+                        systemd.notify("STOPPING=1")
                         outcome = "stop"
                     pyfuse3.terminate()
                     return
@@ -272,7 +267,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
                 remount.record_device(config.roots.proc, config.mountpoint)
             except OSError as err:
                 log.warning("cannot record this mount for a successor to heal from (%s): %s", remount.RECORD_DIR, err)
-        sd_notify("READY=1")
+        systemd.notify("READY=1")
         roots = config.roots
         fsread.keep_open_under([roots.proc, roots.sys, roots.cgroup], roots.proc, _max_kept_files())
         heal = config.mountpoint if adopted_fd is None and config.heal else None
