@@ -17,6 +17,9 @@ description:
     VMs). On systemd hosts the M(lxcfs_py.fleet.lxcfs) role uses a unit instead.
   - The daemon counts as running only when the pid in O(pidfile) is alive, runs
     the wanted command line, and its mount answers reads.
+  - Only a process that has O(pidfile) on its command line is ever signalled: a
+    stale pidfile naming a pid since reused by another process is ignored, and a
+    daemon that has exited but not been reaped (a zombie) counts as stopped.
   - A running daemon whose command line differs from the wanted one is
     restarted, so changed flags take effect.
 version_added: "0.1.0"
@@ -121,14 +124,30 @@ def mount_state(mountpoint):
     return "live"
 
 
+def alive(pid):
+    """The process runs: a zombie has exited (its parent, e.g. a container's
+    PID 1 that does not reap, has not collected it yet)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def read_pid(pidfile):
+    """The pid of the daemon that wrote `pidfile`, if it still runs.
+
+    A stale pidfile may name a pid the kernel has since given to another
+    process: only a process started with this pidfile on its command line
+    counts, so nothing else is ever signalled."""
     try:
         with open(pidfile) as f:
             pid = int(f.read().strip())
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    own = any(arg == pidfile or arg.endswith("=" + pidfile) or arg == "-p" + pidfile for arg in cmdline(pid))
+    return pid if own and alive(pid) else None
 
 
 def cmdline(pid):
@@ -160,11 +179,18 @@ def wait_for(predicate, timeout):
     return predicate()
 
 
+def signal_daemon(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass  # it exited since read_pid: what waits next sees that
+
+
 def stop(module, pid):
     params = module.params
     if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-        if not wait_for(lambda: not os.path.exists("/proc/%d" % pid), params["timeout"]):
+        signal_daemon(pid, signal.SIGTERM)
+        if not wait_for(lambda: not alive(pid), params["timeout"]):
             module.fail_json(msg="lxcfs-py (pid %d) did not exit within %ds of SIGTERM; look at %s"
                              % (pid, params["timeout"], params["log_file"]))
     if mount_state(params["mountpoint"]) != "free":
@@ -190,7 +216,7 @@ def reload(module, pid):
     """SIGHUP: the daemon re-executes itself on the same connection and rewrites its pidfile."""
     params = module.params
     before = os.stat(params["pidfile"]).st_mtime_ns
-    os.kill(pid, signal.SIGHUP)
+    signal_daemon(pid, signal.SIGHUP)
     if not wait_for(lambda: _pidfile_rewritten(params["pidfile"], before), params["timeout"]):
         module.fail_json(msg="lxcfs-py (pid %d) did not take over its mount within %ds of SIGHUP; look at %s"
                          % (pid, params["timeout"], params["log_file"]))

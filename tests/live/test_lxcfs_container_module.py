@@ -5,19 +5,16 @@ lxcfs-py mount."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 
+from tests.live import adhoc
+from tests.live.adhoc import ANSIBLE, PYTHON, REPO
 from tests.live.containers import IMAGE
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
-PYTHON = "/usr/bin/python3"
 MIB = 1024 * 1024
 MODULE = "lxcfs_py.fleet.lxcfs_container"
 MOUNT_HINT = "Start lxcfs-py there first"
@@ -47,23 +44,7 @@ def names(docker):
 
 
 def run_module(args, check=False, diff=False):
-    """(result dict, full output) of one ad-hoc run of the module."""
-    command = [ANSIBLE, "localhost", "-i", "localhost,", "-c", "local",
-               "-e", "ansible_python_interpreter=%s" % PYTHON, "-m", MODULE, "-a", json.dumps(args)]
-    if check:
-        command.append("--check")
-    if diff:
-        command.append("--diff")
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="default",
-               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_DEPRECATION_WARNINGS="0")
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    marker = output.find("localhost | ")
-    assert marker >= 0, output
-    start = output.index("{", marker)
-    result, _end = json.JSONDecoder().raw_decode(output[start:])
-    result["_status"] = output[marker:start].split("|")[1].split("=>")[0].strip()
-    return result, output
+    return adhoc.run_module(MODULE, args, check=check, diff=diff)
 
 
 def container_exists(name):

@@ -54,6 +54,18 @@ def mem_total(free_output):
     return line.split()[1]
 
 
+def started_at(host, name):
+    """A container's start, in seconds since the epoch."""
+    started = sh(host, "docker", "inspect", "--format", "{{.State.StartedAt}}", name)
+    # 2026-11-29T20:01:26.123456789Z: keep microseconds for fromisoformat
+    return datetime.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()
+
+
+def active_since(host, unit):
+    """When a unit last became active (a restart moves it, a reload does not)."""
+    return int(sh(host, "systemctl", "show", unit, "-P", "ActiveEnterTimestamp", "--timestamp=unix").lstrip("@"))
+
+
 def node_memtotal(host):
     line = next(line for line in host.file("/proc/meminfo").content_string.splitlines()
                 if line.startswith("MemTotal:"))
@@ -100,6 +112,16 @@ def test_dockerd_runs_under_systemd_with_the_runtime(host):
     assert info["DefaultRuntime"] == "runc"
 
 
+def test_the_rollout_left_a_running_container_alone(host):
+    # converge started it before site.yml; the runtime was added by a reload
+    # of dockerd, so neither dockerd nor the container restarted since
+    state = sh(host, "docker", "inspect", "--format", "{{.State.Running}} {{.RestartCount}}", "molecule-bystander")
+    assert state == "true 0"
+    lxcfs_up = active_since(host, SERVICE + ".service")
+    assert active_since(host, "docker.service") < lxcfs_up
+    assert started_at(host, "molecule-bystander") < lxcfs_up
+
+
 # ------------------------------------------------- containers of lxcfs_container
 
 
@@ -131,10 +153,7 @@ def test_uptime_of_a_new_container_is_its_age(host, launch):
     time.sleep(2)
     uptime = float(exec_in(host, name, "cat", "/proc/uptime").split()[0])
     now = float(sh(host, "date", "+%s.%N"))
-    started = sh(host, "docker", "inspect", "--format", "{{.State.StartedAt}}", name)
-    # 2026-11-29T20:01:26.123456789Z: keep microseconds for fromisoformat
-    started = datetime.datetime.fromisoformat(started[:26].rstrip("Z") + "+00:00").timestamp()
-    age = now - started
+    age = now - started_at(host, name)
     assert 0 <= uptime <= age + 3, (uptime, age)
     node_uptime = float(host.file("/proc/uptime").content_string.split()[0])
     if node_uptime > age + 30:

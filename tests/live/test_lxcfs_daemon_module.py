@@ -1,0 +1,79 @@
+"""lxcfs_py.fleet.lxcfs_daemon run for real against this machine: a real
+background daemon, and the pidfiles a host can be left with (one naming a
+reused pid, one naming a daemon that exited but was never reaped)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+
+import pytest
+
+from lxcfs_py import mounts
+from tests.live import adhoc
+
+MODULE = "lxcfs_py.fleet.lxcfs_daemon"
+LXCFS_PY = os.path.join(os.path.dirname(adhoc.ANSIBLE), "lxcfs-py")
+
+
+def process_state(pid):
+    """The state letter of /proc/PID/stat, or "gone"."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@pytest.fixture
+def paths(tmp_path):
+    """The module's paths, in a scratch directory; whatever runs there is stopped afterwards."""
+    args = {"mountpoint": str(tmp_path / "mnt"), "pidfile": str(tmp_path / "pid"),
+            "log_file": str(tmp_path / "log"), "executable": LXCFS_PY, "timeout": 10}
+    yield args
+    adhoc.run_module(MODULE, {**args, "state": "stopped"})
+    if mounts.state(args["mountpoint"]) != "free":
+        mounts.lazy_unmount(args["mountpoint"])
+
+
+def test_start_is_idempotent_and_stop_unmounts(paths):
+    started, _ = adhoc.run_module(MODULE, paths)
+    assert started["changed"] and started["mount"] == "live", started
+    with open(os.path.join(paths["mountpoint"], "proc", "meminfo")) as f:
+        assert f.readline().startswith("MemTotal:")
+    again, _ = adhoc.run_module(MODULE, paths)
+    assert not again["changed"] and again["pid"] == started["pid"], again
+    stopped, _ = adhoc.run_module(MODULE, {**paths, "state": "stopped"})
+    assert stopped["changed"] and stopped["mount"] == "free" and stopped["pid"] is None, stopped
+    assert process_state(started["pid"]) in ("gone", "Z")  # exited (a zombie until its reaper collects it)
+
+
+def test_a_pidfile_naming_another_process_signals_nothing(paths):
+    # the daemon's pid was reused by an unrelated process after a crash
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        with open(paths["pidfile"], "w") as f:
+            f.write("%d\n" % bystander.pid)
+        result, output = adhoc.run_module(MODULE, {**paths, "state": "stopped"})
+        assert result["_status"] == "SUCCESS" and not result["changed"], output
+        assert bystander.poll() is None, "the module signalled a process that is not lxcfs-py"
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_daemon_that_exited_unreaped_counts_as_stopped(paths):
+    # in a container whose PID 1 never reaps, an exited daemon stays a zombie:
+    # here the test is its parent and does not reap it until the module is done
+    daemon = subprocess.Popen(["/usr/bin/python3", "-c", "import time; time.sleep(300)", "-p", paths["pidfile"]])
+    try:
+        with open(paths["pidfile"], "w") as f:
+            f.write("%d\n" % daemon.pid)
+        result, output = adhoc.run_module(MODULE, {**paths, "state": "stopped"})
+        assert result["_status"] == "CHANGED" and result["pid"] is None, output
+        assert process_state(daemon.pid) == "Z"  # exited, never reaped
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGKILL)
+        daemon.wait()
