@@ -17,7 +17,7 @@ description:
     VMs). On systemd hosts the M(lxcfs_py.fleet.lxcfs) role uses a unit instead.
   - The daemon counts as running only when the pid in O(pidfile) is alive, runs
     the wanted command line, and its mount answers reads.
-  - Only a process that has O(pidfile) on its command line is ever signalled: a
+  - Only a process that has O(pidfile) on its command line is ever signalled; a
     stale pidfile naming a pid since reused by another process is ignored, and a
     daemon that has exited but not been reaped (a zombie) counts as stopped.
   - A running daemon whose command line differs from the wanted one is
