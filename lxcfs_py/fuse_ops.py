@@ -119,17 +119,21 @@ class LxcfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOENT)
         return node
 
-    def _attrs(self, path: str, node: Node) -> pyfuse3.EntryAttributes:
-        attrs = pyfuse3.EntryAttributes()
+    def _learn(self, path: str) -> int:
+        """The inode of `path`, remembered for the requests that will name it."""
         inode = inode_of(path)
         self.paths[inode] = path
+        return inode
+
+    def _attrs(self, inode: int, node: Node) -> pyfuse3.EntryAttributes:
+        attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = inode
         attrs.generation = 0
         timeout = 0.0 if node.per_caller else STATIC_TIMEOUT
         attrs.entry_timeout = timeout
         attrs.attr_timeout = timeout
-        if node.host_path is not None:
-            host = os.lstat(node.host_path)
+        if node.host_stat is not None:
+            host = node.host_stat
             attrs.st_mode = host.st_mode & ~0o222  # read-only view
             attrs.st_size = host.st_size
             attrs.st_mtime_ns = attrs.st_ctime_ns = attrs.st_atime_ns = host.st_mtime_ns
@@ -156,12 +160,11 @@ class LxcfsOperations(pyfuse3.Operations):
         node = self._node(path)
         if node.per_caller and not self.tree.visible(path, self.request(ctx)):
             raise pyfuse3.FUSEError(errno.ENOENT)
-        return self._attrs(path, node)
+        return self._attrs(self._learn(path), node)
 
     @_guarded
     def getattr(self, inode, ctx):
-        path = self._path(inode)
-        return self._attrs(path, self._node(path))
+        return self._attrs(inode, self._node(self._path(inode)))
 
     async def forget(self, inode_list):
         pass  # inodes are derived from paths; nothing to free
@@ -182,8 +185,7 @@ class LxcfsOperations(pyfuse3.Operations):
         req = self.request(ctx) if self.tree.needs_caller(path) else None
         entries = []
         for name in self.tree.listdir(path, req):
-            child = f"{path}/{name}" if path else name
-            entries.append((name, inode_of(child)))
+            entries.append((name, self._learn(f"{path}/{name}" if path else name)))
         fh = next(self._next_fh)
         self.dir_handles[fh] = [(path, 0), *entries]
         return fh
@@ -193,12 +195,11 @@ class LxcfsOperations(pyfuse3.Operations):
         entries = self.dir_handles[fh]
         parent = entries[0][0]
         for index in range(start_id + 1, len(entries)):
-            name, _ = entries[index]
-            child = f"{parent}/{name}" if parent else name
-            node = self.tree.node(child)
+            name, inode = entries[index]
+            node = self.tree.node(f"{parent}/{name}" if parent else name)
             if node is None:
                 continue  # vanished from the host since opendir
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(child, node), index):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(inode, node), index):
                 break
 
     @_guarded

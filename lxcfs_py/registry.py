@@ -54,4 +54,4 @@ def directories() -> set[str]:
         parts = path.split("/")
         for i in range(1, len(parts)):
             dirs.add("/".join(parts[:i]))
-    return dirs - set(PASSTHROUGH) | set(PASSTHROUGH)
+    return dirs | set(PASSTHROUGH)

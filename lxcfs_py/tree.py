@@ -15,6 +15,7 @@ class Node:
     kind: str  # "dir", "file" or "link"
     virtual: VirtualFile | None = None
     host_path: str | None = None  # passthrough entries: the host file they mirror
+    host_stat: os.stat_result | None = None  # ... and its lstat, taken to find the kind
     per_caller: bool = False  # whether callers may disagree on its existence
 
 
@@ -45,11 +46,11 @@ class Tree:
         _, entry, rel = found
         host = f"{self.roots.sys}/{entry.host_dir}/{rel}"
         try:
-            mode = os.lstat(host).st_mode
+            st = os.lstat(host)
         except OSError:
             return None
-        kind = "dir" if stat.S_ISDIR(mode) else "link" if stat.S_ISLNK(mode) else "file"
-        return Node(kind, host_path=host, per_caller="/" not in rel)
+        kind = "dir" if stat.S_ISDIR(st.st_mode) else "link" if stat.S_ISLNK(st.st_mode) else "file"
+        return Node(kind, host_path=host, host_stat=st, per_caller="/" not in rel)
 
     def visible(self, path: str, req: Request) -> bool:
         """Whether this caller may see `path` (only passthrough tops are filtered)."""

@@ -16,9 +16,9 @@ def render_list(req: Request, name: str) -> bytes:
     if req.cgroup is None:
         return read_bytes(f"{req.roots.sys}/devices/system/cpu/{name}")
     limit = cpus.max_cpus(req)
-    if limit:  # --enable-cfs: LXCFS numbers the quota's CPUs from 0
-        return (f"0-{limit - 1}\n" if limit > 1 else "0\n").encode()
-    return (format_cpu_list(cpus.cpuset(req)) + "\n").encode()
+    # --enable-cfs: LXCFS numbers the quota's CPUs from 0
+    shown = range(limit) if limit else cpus.cpuset(req)
+    return (format_cpu_list(shown) + "\n").encode()
 
 
 def render_online(req: Request) -> bytes:

@@ -12,8 +12,25 @@ def cpuset(req: Request) -> list[int]:
     """The container's CPUs (host numbering); the host's online CPUs if unknown."""
     if "cpuset" not in req.memo:
         own = req.cgroup.cpuset() if req.cgroup is not None else None
-        req.memo["cpuset"] = own if own else online_cpus(req.roots.sys)
+        req.memo["cpuset"] = own if own else _online(req)
     return req.memo["cpuset"]
+
+
+def _online(req: Request) -> list[int]:
+    """The host's online CPUs, read once per request."""
+    if "online" not in req.memo:
+        req.memo["online"] = online_cpus(req.roots.sys)
+    return req.memo["online"]
+
+
+def _cfs_quota(req: Request) -> tuple[int | None, int] | None:
+    """The cgroup's (quota, period), read once per request; None when unreadable."""
+    if "cfs_quota" not in req.memo:
+        try:
+            req.memo["cfs_quota"] = req.cgroup.cfs_quota()
+        except (OSError, ValueError):
+            req.memo["cfs_quota"] = None
+    return req.memo["cfs_quota"]
 
 
 def quota_cpus(quota: int | None, period: int, nr_cpuset: int, nr_host: int) -> int:
@@ -28,25 +45,17 @@ def max_cpus(req: Request) -> int:
     """With --enable-cfs, how many CPUs the container is shown (0: no view)."""
     if not req.opts.cfs or req.cgroup is None:
         return 0
-    if "max_cpus" not in req.memo:
-        try:
-            quota, period = req.cgroup.cfs_quota()
-        except (OSError, ValueError):
-            req.memo["max_cpus"] = 0
-        else:
-            req.memo["max_cpus"] = quota_cpus(quota, period, len(cpuset(req)), len(online_cpus(req.roots.sys)))
-    return req.memo["max_cpus"]
+    found = _cfs_quota(req)
+    return 0 if found is None else quota_cpus(*found, len(cpuset(req)), len(_online(req)))
 
 
 def exact_cpus(req: Request) -> float:
     """The quota as a fraction of CPUs (0.0: no quota)."""
-    try:
-        quota, period = req.cgroup.cfs_quota()
-    except (OSError, ValueError):
+    found = _cfs_quota(req)
+    if found is None or found[0] is None or found[1] <= 0:
         return 0.0
-    if quota is None or period <= 0:
-        return 0.0
-    return min(quota / period, float(len(online_cpus(req.roots.sys))))
+    quota, period = found
+    return min(quota / period, float(len(_online(req))))
 
 
 def visible(req: Request) -> list[int]:

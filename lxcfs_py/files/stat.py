@@ -87,8 +87,7 @@ def render_view_text(host_text: str, allowed: set[int], times: dict[int, CpuTime
             if host is not None:
                 current[cpu] = _cpu_usage(times, cpu, host)
     shown = view.update(current, online, min(max_cpus, counted) if max_cpus else counted, counted, exact)
-    total = [sum(u.user for u in shown), sum(u.system for u in shown), sum(u.idle for u in shown)]
-    total[2] = view.last_idle_sum
+    total = [sum(u.user for u in shown), sum(u.system for u in shown), view.last_idle_sum]
     out = [f"cpu  {total[0]} 0 {total[1]} {total[2]} 0 0 0 0 0 0\n"]
     out += [f"cpu{i} {u.user} 0 {u.system} {u.idle} 0 0 0 0 0 0\n" for i, u in enumerate(shown)]
     return "".join(out + lines[rest_from:])

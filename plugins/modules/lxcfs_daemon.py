@@ -146,8 +146,9 @@ def read_pid(pidfile):
             pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
+    # a zombie's cmdline is empty, so an exited daemon does not count either
     own = any(arg == pidfile or arg.endswith("=" + pidfile) or arg == "-p" + pidfile for arg in cmdline(pid))
-    return pid if own and alive(pid) else None
+    return pid if own else None
 
 
 def cmdline(pid):
