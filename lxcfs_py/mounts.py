@@ -1,8 +1,9 @@
 """Mountpoint states: free, live, or stale (a dead daemon's FUSE mount)."""
 
 import ctypes
-import errno
 import os
+
+from lxcfs_py.bind_mounts import mount_state
 
 MNT_DETACH = 2
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -15,19 +16,9 @@ class MountError(Exception):
 def state(mountpoint: str) -> str:
     """'free', 'live' or 'stale'."""
     try:
-        os.stat(mountpoint)
-        if not os.path.ismount(mountpoint):
-            return "free"
-        # stat may be answered from the kernel's attribute cache; listing the
-        # directory always reaches the daemon, so it tells a dead one
-        os.listdir(mountpoint)
+        return mount_state(mountpoint)
     except OSError as err:
-        if err.errno == errno.ENOTCONN:
-            return "stale"
-        if err.errno == errno.ENOENT:
-            return "free"
         raise MountError(f"cannot use mountpoint {mountpoint}: {err.strerror}") from None
-    return "live"
 
 
 def is_mounted(mountpoint: str) -> bool:

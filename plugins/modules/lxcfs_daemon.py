@@ -102,26 +102,20 @@ mount:
   sample: live
 """
 
-import errno
 import os
 import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lxcfs_py.fleet.plugins.module_utils import _lxcfs_mounts
 
 
 def mount_state(mountpoint):
-    """'live', 'stale' (a dead daemon's mount) or 'free'."""
+    """'live', 'stale' (a dead daemon's mount, or one that cannot be used) or 'free'."""
     try:
-        if not os.path.ismount(mountpoint):
-            return "free"
-        with open(os.path.join(mountpoint, "proc", "meminfo"), "rb") as f:
-            f.read(1)
-    except OSError as err:
-        if err.errno == errno.ENOTCONN:
-            return "stale"
-        return "free" if err.errno == errno.ENOENT else "stale"
-    return "live"
+        return _lxcfs_mounts.mount_state(mountpoint)
+    except OSError:
+        return "stale"
 
 
 def alive(pid):

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from lxcfs_py import mounts
-from tests.live import adhoc
+from tests.live import adhoc, daemons
 
 MODULE = "lxcfs_py.fleet.lxcfs_daemon"
 LXCFS_PY = os.path.join(os.path.dirname(adhoc.ANSIBLE), "lxcfs-py")
@@ -77,3 +77,13 @@ def test_a_daemon_that_exited_unreaped_counts_as_stopped(paths):
         if daemon.poll() is None:
             daemon.send_signal(signal.SIGKILL)
         daemon.wait()
+
+
+def test_stopped_unmounts_a_dead_daemons_mount(paths, tmp_path):
+    crashed = daemons.start(daemons.LXCFS_PY, paths["mountpoint"], log_dir=str(tmp_path))
+    crashed.process.kill()
+    crashed.process.wait()
+    assert mounts.state(paths["mountpoint"]) == "stale"
+    result, output = adhoc.run_module(MODULE, {**paths, "state": "stopped"})
+    assert result["_status"] == "CHANGED" and result["mount"] == "free", output
+    assert not os.path.ismount(paths["mountpoint"])
