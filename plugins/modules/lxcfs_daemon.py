@@ -33,7 +33,8 @@ options:
         new daemon has re-bound their files, about a second.
       - V(reloaded) hands the live mount to a fresh process running the installed code
         (on SIGHUP the daemon re-executes itself, same pid); no reader sees an error. Use it
-        after an upgrade. It starts the daemon when it is not running.
+        after an upgrade. It starts the daemon when it is not running, and restarts it when
+        its command line differs (a re-executed daemon keeps its flags). It always reports a change.
       - V(stopped) stops it and makes sure nothing stays mounted.
     type: str
     choices: [started, stopped, restarted, reloaded]
@@ -247,20 +248,20 @@ def main():
     if params["state"] == "stopped":
         changed = pid is not None or state != "free"
         after = {"running": False, "cmdline": []}
-    elif params["state"] == "restarted":
+    elif params["state"] in ("restarted", "reloaded"):
         changed = True
         after = {"running": True, "cmdline": wanted_args(params)}
     else:
         changed = not (running and matches(current, params))
         after = {"running": True, "cmdline": current if not changed else wanted_args(params)}
 
-    if params["state"] == "reloaded" and running:
-        if not module.check_mode:
+    if changed and not module.check_mode:
+        if params["state"] == "reloaded" and running and matches(current, params):
             reload(module, pid)
-    elif changed and not module.check_mode:
-        stop(module, pid)
-        if params["state"] != "stopped":
-            start(module)
+        else:
+            stop(module, pid)
+            if params["state"] != "stopped":
+                start(module)
         pid = read_pid(params["pidfile"])
         current = cmdline(pid) if pid else []
         state = mount_state(params["mountpoint"])

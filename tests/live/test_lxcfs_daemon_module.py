@@ -87,3 +87,13 @@ def test_stopped_unmounts_a_dead_daemons_mount(paths, tmp_path):
     result, output = adhoc.run_module(MODULE, {**paths, "state": "stopped"})
     assert result["_status"] == "CHANGED" and result["mount"] == "free", output
     assert not os.path.ismount(paths["mountpoint"])
+
+
+def test_reloaded_hands_over_and_restarts_for_new_flags(paths):
+    started, _ = adhoc.run_module(MODULE, paths)
+    reloaded, output = adhoc.run_module(MODULE, {**paths, "state": "reloaded"})
+    assert reloaded["changed"] and reloaded["pid"] == started["pid"], output  # same process, re-executed
+    # a re-executed daemon keeps its flags: new ones need a new process
+    flagged, output = adhoc.run_module(MODULE, {**paths, "state": "reloaded", "args": ["--enable-cfs"]})
+    assert flagged["changed"] and flagged["pid"] != started["pid"], output
+    assert "--enable-cfs" in flagged["cmdline"] and flagged["mount"] == "live", output
