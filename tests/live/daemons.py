@@ -34,9 +34,24 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if mounts.state(self.mountpoint) != "free":
-            mounts.lazy_unmount(self.mountpoint)
+        ensure_free(self.mountpoint)
         return self.process.returncode
+
+
+def ensure_free(mountpoint: str) -> None:
+    """Detach whatever a test left mounted at `mountpoint`."""
+    if mounts.state(mountpoint) != "free":
+        mounts.lazy_unmount(mountpoint)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it is true (True) or `timeout` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
 
 
 def wait_mounted(mountpoint: str, process: subprocess.Popen, log_path: str, timeout: float = 15.0) -> None:

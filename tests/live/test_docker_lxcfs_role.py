@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -77,10 +76,8 @@ def reload_dockerd(ready=lambda runtimes, default: True, timeout: float = 30) ->
     with open(f"/proc/{pid}/comm") as f:
         assert f.read().strip() == "dockerd"
     os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + timeout
-    while not ready(*docker_runtimes()):
-        assert time.monotonic() < deadline, f"dockerd did not reload: {docker_runtimes()}"
-        time.sleep(0.3)
+    reloaded = daemons.wait_for(lambda: ready(*docker_runtimes()), timeout, 0.3)
+    assert reloaded, f"dockerd did not reload: {docker_runtimes()}"
 
 
 def read(path):

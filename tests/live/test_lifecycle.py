@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 from lxcfs_py import mounts
 from tests.live import daemons
@@ -76,11 +75,8 @@ def test_background_mode_returns_once_mounted_and_reports_errors(tmp_path):
         assert again.returncode == 1 and "already a live mount" in again.stderr
     finally:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while pidfile.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if mounts.state(mountpoint) != "free":
-            mounts.lazy_unmount(mountpoint)
+        daemons.wait_for(lambda: not pidfile.exists(), 10)
+        daemons.ensure_free(mountpoint)
     assert not pidfile.exists()
     assert not os.path.ismount(mountpoint)
 

@@ -33,8 +33,7 @@ def paths(tmp_path):
             "log_file": str(tmp_path / "log"), "executable": LXCFS_PY, "timeout": 10}
     yield args
     adhoc.run_module(MODULE, {**args, "state": "stopped"})
-    if mounts.state(args["mountpoint"]) != "free":
-        mounts.lazy_unmount(args["mountpoint"])
+    daemons.ensure_free(args["mountpoint"])
 
 
 def test_start_is_idempotent_and_stop_unmounts(paths):

@@ -36,7 +36,7 @@ def reader(docker):
         container = subprocess.run(["docker", "run", "-d", "--rm", "-m", "200m", *bind_flags(mountpoint), IMAGE, "bash", "-c",
                                     READER], check=True, capture_output=True, text=True).stdout.strip()
         started.append(container)
-        wait_for(lambda: counts(container)[0] > 5, 20)
+        daemons.wait_for(lambda: counts(container)[0] > 5, 20)
         return container
 
     yield start
@@ -52,28 +52,19 @@ def counts(container) -> tuple[int, int, float]:
     return int(ok), int(bad), float(last_bad)
 
 
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_a_killed_daemon_is_replaced_and_containers_heal_within_2s(start_daemon, reader):
     first = start_daemon()
     container = reader(first.mountpoint)
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
-    assert wait_for(lambda: counts(container)[1] > 0, 10), "reads kept working with the daemon dead?"
+    assert daemons.wait_for(lambda: counts(container)[1] > 0, 10), "reads kept working with the daemon dead?"
     second = start_daemon(name=os.path.basename(first.mountpoint))
     mounted_at = time.time()
-    assert wait_for(lambda: time.time() - counts(container)[2] > 0.5 and counts(container)[2] > 0, 10)
+    assert daemons.wait_for(lambda: time.time() - counts(container)[2] > 0.5 and counts(container)[2] > 0, 10)
     recovery = counts(container)[2] - mounted_at
     print(f"reads healed {recovery:.2f} s after the new daemon mounted")
     assert recovery < 2.0
-    assert wait_for(lambda: "healed" in second.log(), 10)
+    assert daemons.wait_for(lambda: "healed" in second.log(), 10)
     healed = [line for line in second.log().splitlines() if line.endswith(": healed")]
     assert any("/proc/meminfo" in line for line in healed) and len(healed) >= 9, second.log()
     dry = subprocess.run([*daemons.LXCFS_PY, "remount", "--dry-run", second.mountpoint], capture_output=True,
@@ -94,7 +85,7 @@ def test_five_planned_restarts_lose_no_read(start_daemon, reader):
     for _ in range(5):
         before = counts(container)[0]
         daemon.process.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: counts(container)[0] > before + 20, 20), "reads stalled"
+        assert daemons.wait_for(lambda: counts(container)[0] > before + 20, 20), "reads stalled"
     ok, bad, _ = counts(container)
     print(f"{ok} reads, {bad} failed across 5 planned restarts")
     assert bad == 0

@@ -56,7 +56,7 @@ def restart_five_times(host, verb):
 def test_restarts_lose_no_read(host, reader):
     pids = restart_five_times(host, "restart")
     ok, bad = counts(host)
-    assert bad == 0, f"{bad} of {ok + bad} reads failed across 5 restarts"
+    assert bad == 0 and ok > 0, f"{bad} of {ok + bad} reads failed across 5 restarts"
     assert len(set(pids)) == 5  # five new processes took the mount over
     assert host.service("lxcfs-py").is_running
 
@@ -65,7 +65,7 @@ def test_reloads_lose_no_read(host, reader):
     pid = main_pid(host)
     pids = restart_five_times(host, "reload")
     ok, bad = counts(host)
-    assert bad == 0, f"{bad} of {ok + bad} reads failed across 5 reloads"
+    assert bad == 0 and ok > 0, f"{bad} of {ok + bad} reads failed across 5 reloads"
     assert set(pids) == {pid}  # re-executed in place
 
 
