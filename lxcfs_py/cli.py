@@ -8,9 +8,9 @@ import os
 import sys
 
 from lxcfs_py import __version__, logs
+from lxcfs_py.bind_mounts import DEFAULT_MOUNTPOINT
 from lxcfs_py.context import Options, Roots
 
-DEFAULT_MOUNTPOINT = "/var/lib/lxcfs"
 log = logging.getLogger("lxcfs_py")
 
 

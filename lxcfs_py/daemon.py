@@ -40,7 +40,9 @@ class DaemonConfig:
 
 def fuse_options(extra: list[str]) -> set[str]:
     # allow_other: containers' processes are not the daemon's user
-    base = {"allow_other", "default_permissions", "fsname=lxcfs-py", "subtype=lxcfs"}
+    # fsname and subtype are what healing recognises our earlier mounts by
+    base = {"allow_other", "default_permissions", f"fsname={remount.FSNAME}",
+            f"subtype={remount.FSTYPE.removeprefix('fuse.')}"}
     for group in extra:
         base.update(o for o in group.split(",") if o)
     return base

@@ -169,11 +169,16 @@ def stop_keeping() -> None:
         _kept = None
 
 
-def read_bytes(path: str) -> bytes:
+def _read(path: str, head: bool) -> bytes:
+    """Through the kept fds on the thread that owns them, else with a fresh open."""
     kept = _kept
     if kept is not None and threading.get_ident() == kept.thread:
-        return kept.read(path, head=False)
-    return _read_path(path, head=False)
+        return kept.read(path, head=head)
+    return _read_path(path, head=head)
+
+
+def read_bytes(path: str) -> bytes:
+    return _read(path, head=False)
 
 
 def read_text(path: str) -> str:
@@ -182,12 +187,7 @@ def read_text(path: str) -> str:
 
 def read_int(path: str) -> int | None:
     """An integer file; None when it says 'max' (cgroup v2 for unlimited)."""
-    kept = _kept
-    if kept is not None and threading.get_ident() == kept.thread:
-        data = kept.read(path, head=True)
-    else:
-        data = _read_path(path, head=True)
-    text = data.split()
+    text = _read(path, head=True).split()
     if not text or text[0] == b"max":
         return None
     return int(text[0])
