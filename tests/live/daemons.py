@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from lxcfs_py import mounts
 
 LXCFS_PY = [sys.executable, "-m", "lxcfs_py"]
+# The one factor every wait in the live tests is multiplied by: 1 on a host, more where everything is
+# slower (an emulated guest). Waits are bounds on what must happen, never expectations of speed.
+TIME_SCALE = float(os.environ.get("LXCFS_PY_TEST_TIME_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    return seconds * TIME_SCALE
 LXCFS_REF = ["/usr/bin/lxcfs"]
 
 
@@ -45,8 +52,8 @@ def ensure_free(mountpoint: str) -> None:
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate` until it is true (True) or `timeout` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
+    """Poll `predicate` until it is true (True) or `timeout` (scaled) seconds pass (False)."""
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if predicate():
             return True
@@ -55,7 +62,7 @@ def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
 
 
 def wait_mounted(mountpoint: str, process: subprocess.Popen, log_path: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if process.poll() is not None:
             with open(log_path) as f:
@@ -67,7 +74,7 @@ def wait_mounted(mountpoint: str, process: subprocess.Popen, log_path: str, time
         except (OSError, mounts.MountError):
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{mountpoint} was not mounted within {timeout}s")
+    raise RuntimeError(f"{mountpoint} was not mounted within {scaled(timeout)}s")
 
 
 def start(command: list[str], mountpoint: str, flags: list[str] = (), log_dir: str = "/tmp") -> Daemon:
