@@ -129,9 +129,28 @@ class Cgroup(ABC):
     def cpuset(self) -> list[int] | None:
         """Effective CPUs of the cgroup, or None when unknown."""
 
+    cpu_controller: str  # the controller whose directories hold the CFS files
+
     @abstractmethod
+    def cfs_at(self, directory: str) -> tuple[int | None, int]:
+        """(quota_us or None for unlimited, period_us) set in one directory of the cpu hierarchy."""
+
     def cfs_quota(self) -> tuple[int | None, int]:
-        """(quota_us or None for unlimited, period_us)."""
+        """The tightest (quota_us, period_us) from this cgroup up to the root: a parent's quota (a
+        systemd slice's, a Kubernetes pod's) caps its children. (None, the cgroup's period) if none."""
+        directories = self.ancestors(self.cpu_controller)
+        if not directories:
+            raise FileNotFoundError(f"no {self.cpu_controller or 'unified'} cgroup")
+        quota, period = self.cfs_at(directories[0])
+        for directory in directories[1:]:
+            try:
+                above, above_period = self.cfs_at(directory)
+            except (OSError, ValueError):
+                continue  # the root has no CFS files
+            if above is not None and above_period > 0 and (
+                    quota is None or period <= 0 or above * period < quota * above_period):
+                quota, period = above, above_period
+        return quota, period
 
     @abstractmethod
     def cpu_times(self) -> dict[int, CpuTime] | None:

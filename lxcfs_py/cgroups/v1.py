@@ -30,6 +30,7 @@ MEMSTAT_KEYS = {
 class CgroupV1(Cgroup):
     version = 1
     swap_includes_memory = True  # memsw counts memory + swap together
+    cpu_controller = "cpu"
 
     def hierarchy_root(self, controller: str) -> str:
         return f"{self.root}/{controller}"
@@ -78,9 +79,9 @@ class CgroupV1(Cgroup):
                 continue
         return None
 
-    def cfs_quota(self) -> tuple[int | None, int]:
-        quota = read_int(self._file("cpu", "cpu.cfs_quota_us"))
-        period = read_int(self._file("cpu", "cpu.cfs_period_us")) or 0
+    def cfs_at(self, directory: str) -> tuple[int | None, int]:
+        quota = read_int(f"{directory}/cpu.cfs_quota_us")
+        period = read_int(f"{directory}/cpu.cfs_period_us") or 0
         return (quota if quota is not None and quota > 0 else None), period
 
     def cpu_times(self) -> dict[int, CpuTime] | None:

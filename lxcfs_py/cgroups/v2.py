@@ -27,6 +27,7 @@ MEMSTAT_KEYS = {
 class CgroupV2(Cgroup):
     version = 2
     swap_includes_memory = False
+    cpu_controller = ""
 
     def hierarchy_root(self, controller: str) -> str:
         return self.root
@@ -70,8 +71,8 @@ class CgroupV2(Cgroup):
         except (OSError, ValueError):
             return None
 
-    def cfs_quota(self) -> tuple[int | None, int]:
-        quota, _, period = read_text(self._file("cpu.max")).strip().partition(" ")
+    def cfs_at(self, directory: str) -> tuple[int | None, int]:
+        quota, _, period = read_text(f"{directory}/cpu.max").strip().partition(" ")
         period_us = int(period) if period.isdigit() else 100000
         if quota == "max" or not quota.lstrip("-").isdigit() or int(quota) <= 0:
             return None, period_us

@@ -8,55 +8,60 @@ import sys
 import uuid
 from contextlib import contextmanager
 
-MEMORY_ROOT = "/sys/fs/cgroup/memory"
+CGROUP_ROOT = "/sys/fs/cgroup"
+MEMORY_ROOT = f"{CGROUP_ROOT}/memory"
 
 
 @contextmanager
-def memory_cgroups(*limits: int | None):
-    """Nested memory cgroups /lxcfs-py-test-<id>/c1/c2..., one per limit (None: no limit).
-
-    Yields the innermost cgroup's path (relative to the hierarchy root).
-    """
-    top = f"/lxcfs-py-test-{uuid.uuid4().hex[:8]}"
-    path = top
+def nested_cgroups(controller: str, *levels: dict[str, str]):
+    """Nested v1 cgroups /lxcfs-py-test-<id>/c1/c2... of `controller`, one per level, each level's files
+    written as given. Yields the innermost cgroup's path (relative to the hierarchy root)."""
+    root = f"{CGROUP_ROOT}/{controller}"
+    path = f"/lxcfs-py-test-{uuid.uuid4().hex[:8]}"
     created = []
     try:
-        for depth, limit in enumerate(limits):
+        for depth, files in enumerate(levels):
             if depth:
                 path = f"{path}/c{depth}"
-            os.mkdir(MEMORY_ROOT + path)
+            os.mkdir(root + path)
             created.append(path)
-            if limit is not None:
-                with open(f"{MEMORY_ROOT}{path}/memory.limit_in_bytes", "w") as f:
-                    f.write(str(limit))
+            for name, value in files.items():
+                with open(f"{root}{path}/{name}", "w") as f:
+                    f.write(value)
         yield path
     finally:
         for directory in reversed(created):
-            _remove(MEMORY_ROOT + directory)
+            _remove(root, directory)
 
 
-def _remove(directory: str) -> None:
+def memory_cgroups(*limits: int | None):
+    """Nested memory cgroups, one per limit (None: no limit); yields the innermost one's path."""
+    return nested_cgroups("memory", *({} if limit is None else {"memory.limit_in_bytes": str(limit)}
+                                      for limit in limits))
+
+
+def _remove(root: str, directory: str) -> None:
     """Move stragglers to the root, then remove the (empty) cgroup."""
     try:
-        for pid in open(f"{directory}/cgroup.procs").read().split():
+        for pid in open(f"{root}{directory}/cgroup.procs").read().split():
             try:
-                with open(f"{MEMORY_ROOT}/cgroup.procs", "w") as f:
+                with open(f"{root}/cgroup.procs", "w") as f:
                     f.write(pid)
             except OSError:
                 pass
-        os.rmdir(directory)
+        os.rmdir(root + directory)
     except FileNotFoundError:
         pass
 
 
-def run_in_container_like(cgroup: str, code: str, timeout: float = 60) -> str:
-    """Run Python `code` as pid 1 of a new pid namespace inside memory cgroup `cgroup`.
+def run_in_container_like(cgroup: str, code: str, timeout: float = 60, controller: str = "memory") -> str:
+    """Run Python `code` as pid 1 of a new pid namespace inside `controller` cgroup `cgroup`.
 
     That is what lxcfs-py keys its view on, so no Docker is needed.
     """
 
     def join():
-        with open(f"{MEMORY_ROOT}{cgroup}/cgroup.procs", "w") as f:
+        with open(f"{CGROUP_ROOT}/{controller}{cgroup}/cgroup.procs", "w") as f:
             f.write(str(os.getpid()))
 
     result = subprocess.run(

@@ -156,3 +156,25 @@ def test_v2_cpu_max_parsing(tmp_path, content, quota):
 def test_ancestors(v1, v2):
     assert cg(v1).ancestors("memory") == [f"{v1.roots.cgroup}/memory{p}" for p in ("/docker/abc", "/docker", "")]
     assert cg(v2).ancestors("") == [f"{v2.roots.cgroup}{p}" for p in ("/docker/abc", "/docker", "")]
+
+
+def _cfs_tree(root, version, quotas):
+    """CFS quotas on /slice and /slice/pod (None: unlimited); returns the pod's cgroup."""
+    for path, quota in zip(("/slice", "/slice/pod"), quotas):
+        if version == 1:
+            write(root / "cpu" / path.lstrip("/") / "cpu.cfs_quota_us", f"{quota or -1}\n")
+            write(root / "cpu" / path.lstrip("/") / "cpu.cfs_period_us", "100000\n")
+        else:
+            write(root / path.lstrip("/") / "cpu.max", f"{quota or 'max'} 100000\n")
+    return CgroupV1(str(root), {"cpu": "/slice/pod"}) if version == 1 else CgroupV2(str(root), {"": "/slice/pod"})
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("quotas, expected", [
+    ((100000, None), (100000, 100000)),  # only the parent (a systemd slice) limits: it counts
+    ((50000, 200000), (50000, 100000)),  # the parent is tighter
+    ((300000, 150000), (150000, 100000)),  # the child is tighter
+    ((None, None), (None, 100000)),
+])
+def test_the_tightest_quota_on_the_path_counts(tmp_path, version, quotas, expected):
+    assert _cfs_tree(tmp_path, version, quotas).cfs_quota() == expected
