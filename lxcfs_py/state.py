@@ -238,8 +238,8 @@ class DaemonState:
                 continue
             self._adopt(fh, handle, content)
         if dropped:
-            log.warning("handover state: %d open files unreadable (%s): their readers get EBADF", dropped,
-                        first_error)
+            log.warning("handover state field 'handles': %d open files unreadable (%s): their readers get EBADF",
+                        dropped, first_error)
 
     def _adopt(self, fh: int, handle: Handle, content: bytes) -> None:
         self._charge(handle.owner, 1, len(content), check=False)  # already held: counted, not refused
