@@ -210,9 +210,9 @@ class LxcfsOperations(pyfuse3.Operations):
         node = self._node(path)
         if node.kind == "dir":
             raise pyfuse3.FUSEError(errno.EISDIR)
-        caller = self.resolver.resolve(ctx.pid)  # host files passed through are charged to the caller too
-        self.state.admit(owner_of(caller.cgroup))  # before rendering: a flood past the cap costs little
-        handle = self.new_handle(path, node, caller)
+        # host files passed through are charged to the caller too
+        handle = self.new_handle(path, node, self.resolver.resolve(ctx.pid))
+        self.state.admit(handle.owner)  # before rendering: a flood past the cap costs little
         try:
             content = handle.regenerate()
         except FileNotFoundError:
@@ -227,9 +227,10 @@ class LxcfsOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
     def new_handle(self, path: str, node: Node, caller: Caller) -> Handle:
+        owner = owner_of(caller.cgroup)
         if node.virtual is None:
-            return Handle(path, None, node.host_path, None, owner_of(caller.cgroup))
-        return Handle(path, node.virtual.render, None, self._request_of(caller), owner_of(caller.cgroup))
+            return Handle(path, None, node.host_path, None, owner)
+        return Handle(path, node.virtual.render, None, self._request_of(caller), owner)
 
     def revive(self, saved: dict) -> Handle | None:
         """An open file handed over by the previous process (see DaemonState.load); None if its path is gone."""
