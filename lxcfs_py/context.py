@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lxcfs_py.cgroups.base import Cgroup
+    from lxcfs_py.files.cpuview import CpuView
     from lxcfs_py.sampler import LoadSampler
 
 
@@ -37,6 +38,7 @@ class Request:
     cgroup: Cgroup | None  # None: the caller is on the host and sees host values
     init_pid: int  # pid (in the daemon's namespace) of the caller's pid-namespace init
     sampler: LoadSampler | None = field(default=None)
+    views: dict[str, CpuView] | None = None  # --enable-cfs counters kept between reads (the daemon's state)
     memo: dict = field(default_factory=dict)  # values several handlers need once per request
 
     def proc(self, *parts: str) -> str:

@@ -19,9 +19,9 @@ from lxcfs_py import fsread, handover, mounts, remount, systemd
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
-from lxcfs_py.files import stat as stat_file
 from lxcfs_py.fuse_ops import LxcfsOperations
 from lxcfs_py.sampler import LoadSampler
+from lxcfs_py.state import DaemonState
 
 log = logging.getLogger("lxcfs_py")
 
@@ -218,7 +218,7 @@ def _connect(config: DaemonConfig, ops: LxcfsOperations) -> int | None:
     adoption.feed_init()
     ops.learn_all_paths()  # the kernel keeps using inode numbers it learnt from the old process
     if state is not None:
-        handover.import_state(ops, state, stat_file.VIEWS)
+        ops.state.load(state, ops.revive)
     log.info("took over the live mount at %s", config.mountpoint)
     return adoption.session_fd
 
@@ -226,7 +226,7 @@ def _connect(config: DaemonConfig, ops: LxcfsOperations) -> int | None:
 def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
     """Replace this process with a fresh one (same pid) that keeps serving the same connection."""
     fuse_fd = _fuse_fd()
-    state_fd = handover.write_memfd(handover.export_state(ops, stat_file.VIEWS))
+    state_fd = handover.write_memfd(ops.state.export())
     for fd in (fuse_fd, state_fd):
         os.set_inheritable(fd, True)
     argv = [a for a in config.argv if not a.startswith("--handover")]
@@ -238,7 +238,7 @@ def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
 
 def _leave_for_systemd_restart(ops: LxcfsOperations) -> None:
     """systemd holds our connection in its fd store; hand the open files over too, then go."""
-    state_fd = handover.write_memfd(handover.export_state(ops, stat_file.VIEWS))
+    state_fd = handover.write_memfd(ops.state.export())
     systemd.store_fd(state_fd, "state")
     log.info("restart: the mount stays; the next process takes it over")
 
@@ -252,8 +252,9 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
     # right after READY=1 must unmount cleanly, not kill us with the mount up.
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
     factory = CgroupFactory(config.roots.cgroup)
-    sampler = LoadSampler(config.roots) if config.opts.loadavg else None
-    ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler)
+    state = DaemonState()  # what a successor takes over (see state.py)
+    sampler = LoadSampler(config.roots, state.loads) if config.opts.loadavg else None
+    ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler, state)
     adopted_fd = _connect(config, ops)
     outcome = "stop"
     try:

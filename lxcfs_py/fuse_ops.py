@@ -10,19 +10,16 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
-import itertools
 import logging
 import os
 import stat
 import time
-from dataclasses import dataclass
-from typing import Callable
 
 import pyfuse3
 
-from lxcfs_py.caller import CallerGone, CallerResolver
+from lxcfs_py.caller import Caller, CallerGone, CallerResolver
 from lxcfs_py.context import Options, Request, Roots
-from lxcfs_py.fsread import read_bytes
+from lxcfs_py.state import DaemonState, Handle, owner_of
 from lxcfs_py.tree import Node, Tree
 
 log = logging.getLogger("lxcfs_py")
@@ -30,17 +27,6 @@ log = logging.getLogger("lxcfs_py")
 STATIC_TIMEOUT = 3600.0  # the tree's shape never changes: let the kernel cache it
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 MAX_LOGGED = 1000
-
-
-@dataclass
-class Handle:
-    """An open file: its content snapshot and how to make a fresh one."""
-
-    content: bytes
-    regenerate: Callable[[], bytes]
-    path: str = ""
-    req: Request | None = None  # whose view it renders (None: a host file passed through)
-    read_once: bool = False
 
 
 def inode_of(path: str) -> int:
@@ -79,17 +65,19 @@ def _refuse(code: int):
 
 
 class LxcfsOperations(pyfuse3.Operations):
-    def __init__(self, roots: Roots, opts: Options, resolver: CallerResolver, sampler=None):
+    def __init__(self, roots: Roots, opts: Options, resolver: CallerResolver, sampler=None,
+                 state: DaemonState | None = None):
         super().__init__()
         self.roots = roots
         self.opts = opts
         self.resolver = resolver
         self.sampler = sampler
         self.tree = Tree(roots)
-        self.paths: dict[int, str] = {pyfuse3.ROOT_INODE: ""}
-        self.handles: dict[int, Handle] = {}
-        self.dir_handles: dict[int, list[tuple[str, int]]] = {}
-        self._next_fh = itertools.count(1)
+        self.state = state if state is not None else DaemonState()
+        # the state's dicts (never rebound), named here for the hot path
+        self.paths = self.state.paths
+        self.handles = self.state.handles
+        self.dir_handles = self.state.dir_handles
         self.on_init = None
         self._logged: set[tuple] = set()
         self._started = time.time_ns()
@@ -104,8 +92,10 @@ class LxcfsOperations(pyfuse3.Operations):
         log.log(level, "%s failed: %s: %s", op, type(err).__name__, err, exc_info=exc_info)
 
     def request(self, ctx: pyfuse3.RequestContext) -> Request:
-        caller = self.resolver.resolve(ctx.pid)
-        return Request(self.roots, self.opts, caller.cgroup, caller.init_pid, self.sampler)
+        return self._request_of(self.resolver.resolve(ctx.pid))
+
+    def _request_of(self, caller: Caller) -> Request:
+        return Request(self.roots, self.opts, caller.cgroup, caller.init_pid, self.sampler, self.state.cpu_views)
 
     def _path(self, inode: int) -> str:
         try:
@@ -138,7 +128,7 @@ class LxcfsOperations(pyfuse3.Operations):
             attrs.st_size = host.st_size
             attrs.st_mtime_ns = attrs.st_ctime_ns = attrs.st_atime_ns = host.st_mtime_ns
         else:
-            attrs.st_mode = stat.S_IFDIR | 0o555 if node.kind == "dir" else stat.S_IFREG | 0o444
+            attrs.st_mode = stat.S_IFDIR | 0o555 if node.kind == "dir" else stat.S_IFREG | node.virtual.mode
             attrs.st_size = 0  # like /proc: the length is known only once read
             attrs.st_mtime_ns = attrs.st_ctime_ns = attrs.st_atime_ns = self._started
         attrs.st_nlink = 2 if node.kind == "dir" else 1
@@ -182,17 +172,21 @@ class LxcfsOperations(pyfuse3.Operations):
         path = self._path(inode)
         if self._node(path).kind != "dir":
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        req = self.request(ctx) if self.tree.needs_caller(path) else None
+        caller = self.resolver.resolve(ctx.pid)  # every handle is charged to its caller's container
+        owner = owner_of(caller.cgroup)
+        self.state.admit(owner)
+        req = self._request_of(caller) if self.tree.needs_caller(path) else None
         entries = []
         for name in self.tree.listdir(path, req):
             entries.append((name, self._learn(f"{path}/{name}" if path else name)))
-        fh = next(self._next_fh)
-        self.dir_handles[fh] = [(path, 0), *entries]
-        return fh
+        return self.state.add_dir([(path, 0), *entries], owner)
 
     @_guarded
     def readdir(self, fh, start_id, token):
-        entries = self.dir_handles[fh]
+        try:
+            entries = self.dir_handles[fh]
+        except KeyError:  # not ours: opened before a crash, or never
+            raise pyfuse3.FUSEError(errno.EBADF) from None
         parent = entries[0][0]
         for index in range(start_id + 1, len(entries)):
             name, inode = entries[index]
@@ -204,7 +198,8 @@ class LxcfsOperations(pyfuse3.Operations):
 
     @_guarded
     def releasedir(self, fh):
-        self.dir_handles.pop(fh, None)
+        if not self.state.release_dir(fh):
+            raise pyfuse3.FUSEError(errno.EBADF)
 
     # -- files ------------------------------------------------------------------
     @_guarded
@@ -215,44 +210,41 @@ class LxcfsOperations(pyfuse3.Operations):
         node = self._node(path)
         if node.kind == "dir":
             raise pyfuse3.FUSEError(errno.EISDIR)
-        req = self.request(ctx) if node.virtual is not None else None
-        handle = self.new_handle(path, node, req)
+        # host files passed through are charged to the caller too
+        handle = self.new_handle(path, node, self.resolver.resolve(ctx.pid))
+        self.state.admit(handle.owner)  # before rendering: a flood past the cap costs little
         try:
-            handle.content = handle.regenerate()
+            content = handle.regenerate()
         except FileNotFoundError:
-            if req is None:
+            if handle.req is None:
                 raise
             # the cached cgroup may be gone (moved or removed): resolve afresh once
             self.resolver.forget(ctx.pid)
-            handle = self.new_handle(path, node, self.request(ctx))
-            handle.content = handle.regenerate()
-        fh = next(self._next_fh)
+            handle = self.new_handle(path, node, self.resolver.resolve(ctx.pid))
+            content = handle.regenerate()
         # snapshot: reads at any offset and size agree with one whole read
-        self.handles[fh] = handle
+        fh = self.state.add_file(handle, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
 
-    def new_handle(self, path: str, node: Node, req: Request | None, content: bytes = b"") -> Handle:
+    def new_handle(self, path: str, node: Node, caller: Caller) -> Handle:
+        owner = owner_of(caller.cgroup)
         if node.virtual is None:
-            host_path = node.host_path
+            return Handle(path, None, node.host_path, None, owner)
+        return Handle(path, node.virtual.render, None, self._request_of(caller), owner)
 
-            def regenerate():
-                return read_bytes(host_path)
-        else:
-            render = node.virtual.render
-
-            def regenerate():  # a fresh memo per render; cheaper than dataclasses.replace
-                return render(Request(req.roots, req.opts, req.cgroup, req.init_pid, req.sampler))
-
-        return Handle(content, regenerate, path, req)
+    def revive(self, saved: dict) -> Handle | None:
+        """An open file handed over by the previous process (see DaemonState.load); None if its path is gone."""
+        node = self.tree.node(saved["path"])
+        if node is None:
+            return None
+        cgroup = saved["cgroup"]
+        cg = self.resolver.factory.for_paths(cgroup) if cgroup is not None else None
+        return self.new_handle(saved["path"], node, Caller(saved["init_pid"], cg, 0.0))
 
     def learn_all_paths(self) -> None:
         """Map every inode number the kernel may already know back to its path."""
         for path in self.tree.all_paths():
             self.paths[inode_of(path)] = path
-
-    def restart_handles_at(self, first: int) -> None:
-        """Number new handles from `first` on (after a handover, past the inherited ones)."""
-        self._next_fh = itertools.count(first)
 
     def init(self):
         """pyfuse3 calls this while it handles FUSE_INIT (see handover.Adoption)."""
@@ -267,13 +259,14 @@ class LxcfsOperations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EBADF) from None
         if off == 0 and handle.read_once:
             # a reader that rewinds (top, free -s) wants fresh numbers, as with /proc
-            handle.content = handle.regenerate()
+            self.state.refresh(handle, handle.regenerate())
         handle.read_once = True
         return handle.content[off : off + size]
 
     @_guarded
     def release(self, fh):
-        self.handles.pop(fh, None)
+        if not self.state.release_file(fh):
+            raise pyfuse3.FUSEError(errno.EBADF)
 
     @_guarded
     def statfs(self, ctx):

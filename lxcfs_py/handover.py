@@ -13,25 +13,15 @@ things make that work with libfuse/pyfuse3:
   INIT reply then goes to the kernel with a unique id it does not know, which
   it refuses with ENOENT and libfuse ignores.
 - Open files, directory listings and inode numbers move with the connection:
-  the old process writes them to a memfd the new one reads (JSON, versioned,
-  so an upgrade can drop what it does not understand).
+  the old process writes its state.DaemonState to a memfd the new one reads.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import json
-import logging
 import os
 import socket
 import struct
 
-from lxcfs_py.context import Request
-
-log = logging.getLogger("lxcfs_py")
-
-STATE_VERSION = 1
 FUSE_INIT = 26
 FUSE_KERNEL_VERSION = 7
 FUSE_KERNEL_MINOR = 31
@@ -78,62 +68,7 @@ class Adoption:
         self.feeder.close()
 
 
-# -- the state that moves with the connection -------------------------------------
-
-
-def export_state(ops, views: dict) -> bytes:
-    handles = []
-    for fh, handle in ops.handles.items():
-        req = handle.req
-        handles.append({
-            "fh": fh, "path": handle.path, "read_once": handle.read_once,
-            "content": base64.b64encode(handle.content).decode(),
-            "init_pid": req.init_pid if req else None,
-            "cgroup": req.cgroup.paths if req and req.cgroup is not None else None,
-        })
-    state = {
-        "version": STATE_VERSION,
-        "paths": {str(inode): path for inode, path in ops.paths.items()},
-        "next_fh": max([*ops.handles, *ops.dir_handles, 0]) + 1,
-        "handles": handles,
-        "dirs": {str(fh): entries for fh, entries in ops.dir_handles.items()},
-        "cpu_views": {key: dataclasses.asdict(view) for key, view in views.items()},
-        "loads": {d: dataclasses.asdict(load) for d, load in ops.sampler.loads.items()} if ops.sampler else {},
-    }
-    return json.dumps(state).encode()
-
-
-def import_state(ops, data: bytes, views: dict) -> None:
-    """Restore what export_state saved; anything unreadable is dropped, never fatal."""
-    from lxcfs_py.files.cpuview import CpuView, Usage
-    from lxcfs_py.sampler import Load
-
-    state = json.loads(data)
-    if state.get("version") != STATE_VERSION:
-        log.warning("handover state version %s unknown: open files start afresh", state.get("version"))
-        return
-    ops.paths.update({int(inode): path for inode, path in state["paths"].items()})
-    ops.restart_handles_at(state["next_fh"])
-    for saved in state["handles"]:
-        node = ops.tree.node(saved["path"])
-        if node is None:
-            continue
-        req = None
-        if node.virtual is not None:
-            cgroup = saved["cgroup"]
-            cg = ops.resolver.factory.for_paths(cgroup) if cgroup is not None else None
-            req = Request(ops.roots, ops.opts, cg, saved["init_pid"], ops.sampler)
-        handle = ops.new_handle(saved["path"], node, req, base64.b64decode(saved["content"]))
-        handle.read_once = saved["read_once"]
-        ops.handles[saved["fh"]] = handle
-    ops.dir_handles.update({int(fh): [tuple(e) for e in entries] for fh, entries in state["dirs"].items()})
-    for key, view in state["cpu_views"].items():
-        views[key] = CpuView(last={int(c): Usage(**u) for c, u in view["last"].items()},
-                             view={int(c): Usage(**u) for c, u in view["view"].items()},
-                             last_idle_sum=view["last_idle_sum"])
-    if ops.sampler is not None:
-        ops.sampler.loads.update({d: Load(**load) for d, load in state["loads"].items()})
-    log.info("took over %d open files from the previous process", len(state["handles"]))
+# -- the state that moves with the connection (what it holds: state.DaemonState) --------
 
 
 def write_memfd(data: bytes) -> int:

@@ -14,6 +14,7 @@ Render = Callable[[Request], bytes]
 @dataclass(frozen=True)
 class VirtualFile:
     render: Render
+    mode: int = 0o444  # the host file's (the mount has default_permissions: the kernel enforces it)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ FILES: dict[str, VirtualFile] = {
     "proc/stat": VirtualFile(stat.render),
     "proc/swaps": VirtualFile(swaps.render),
     "proc/uptime": VirtualFile(uptime.render),
-    "proc/slabinfo": VirtualFile(slabinfo.render),
+    "proc/slabinfo": VirtualFile(slabinfo.render, 0o400),  # the host's slab caches: root only
     "sys/devices/system/cpu/online": VirtualFile(cpu_sysfs.render_online),
     "sys/devices/system/cpu/possible": VirtualFile(cpu_sysfs.render_possible),
     "sys/devices/system/cpu/present": VirtualFile(cpu_sysfs.render_present),

@@ -70,9 +70,9 @@ def count_tasks(proc_root: str, cgroup_dir: str) -> tuple[int, int, int]:
 
 
 class LoadSampler:
-    def __init__(self, roots):
+    def __init__(self, roots, loads: dict[str, Load] | None = None):
         self.proc_root = roots.proc
-        self.loads: dict[str, Load] = {}
+        self.loads = loads if loads is not None else {}  # the daemon's state owns them (restart state)
 
     def loadavg(self, cgroup_dir: str, init_pid: int) -> str:
         load = self.loads.get(cgroup_dir)

@@ -13,9 +13,7 @@ from lxcfs_py.host import CLK_TCK
 
 CPU_LINE = re.compile(r"cpu(\d+) ")
 
-# --enable-cfs keeps per-cgroup counters between reads (see cpuview.py)
-VIEWS: dict[str, CpuView] = {}
-MAX_VIEWS = 4096
+MAX_VIEWS = 4096  # --enable-cfs keeps per-cgroup counters between reads (see cpuview.py)
 
 
 def ticks(ns: int, hz: int = CLK_TCK) -> int:
@@ -100,12 +98,13 @@ def render(req: Request) -> bytes:
     allowed = set(cpus.cpuset(req))
     times = req.cgroup.cpu_times()
     if req.opts.cfs and times is not None:
+        views = req.views if req.views is not None else {}  # none kept: every read is a first read
         key = req.cgroup.dir("cpuset") or ""
-        view = VIEWS.get(key)
+        view = views.get(key)
         if view is None:
-            if len(VIEWS) >= MAX_VIEWS:
-                VIEWS.pop(next(iter(VIEWS)))
-            view = VIEWS[key] = CpuView()
+            if len(views) >= MAX_VIEWS:
+                views.pop(next(iter(views)))
+            view = views[key] = CpuView()
         return render_view_text(host.decode(), allowed, times, view, cpus.max_cpus(req),
                                 cpus.exact_cpus(req)).encode()
     return render_text(host.decode(), allowed, times).encode()

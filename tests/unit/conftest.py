@@ -11,7 +11,6 @@ import os
 
 import pytest
 
-from lxcfs_py.files import stat
 from tests.fixtures import trees
 
 
@@ -65,11 +64,3 @@ def v1_rw(tmp_path):
 @pytest.fixture
 def v2_rw(tmp_path):
     return trees.build(tmp_path, 2, trees.SMALL)
-
-
-@pytest.fixture(autouse=True)
-def fresh_cpu_views():
-    """--enable-cfs /proc/stat keeps per-cgroup counters in a module global."""
-    stat.VIEWS.clear()
-    yield
-    stat.VIEWS.clear()

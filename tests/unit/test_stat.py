@@ -13,8 +13,8 @@ from tests.fixtures.trees import HOST_CPU_FIELDS, HOST_STAT_TAIL, SEC, host_stat
 pytestmark = pytest.mark.skipif(CLK_TCK != 100, reason="expected values are written for USER_HZ 100")
 
 
-def render(fake, cgroup="/docker/abc", **opts) -> str:
-    return stat.render(fake.req(cgroup, Options(**opts))).decode()
+def render(fake, cgroup="/docker/abc", views=None, **opts) -> str:
+    return stat.render(fake.req(cgroup, Options(**opts), views=views)).decode()
 
 
 def test_v1_container_time_on_physical_cpu_numbers(v1):
@@ -79,8 +79,8 @@ def test_view_first_read_is_all_zero_on_quota_cpus(v1):
 
 
 def test_view_moves_time_from_hidden_cpus_and_trims_idle(v1_rw):
-    v1 = v1_rw
-    render(v1, "/docker/cfs", cfs=True)  # seeds the counters
+    v1, views = v1_rw, {}
+    render(v1, "/docker/cfs", views, cfs=True)  # seeds the counters
     fields = {cpu: list(values) for cpu, values in HOST_CPU_FIELDS.items()}
     fields[1][3] += 200  # cpu1: 200 ticks more idle
     fields[2][0] += 100  # cpu2 (hidden): 100 ticks of the container's user time ...
@@ -90,7 +90,7 @@ def test_view_moves_time_from_hidden_cpus_and_trims_idle(v1_rw):
           f"cpu user system\n0 0 0\n1 0 0\n2 {1 * SEC} 0\n3 0 0\n")
     # threshold = 400 ticks / 4 CPUs * 2 = 200: cpu1 takes cpu2's 100 user ticks from
     # its idle; then 0.5 of the 2 CPUs' 200 ticks (quota 1.5 of 2) is cut from idle
-    assert render(v1, "/docker/cfs", cfs=True).splitlines()[:3] == [
+    assert render(v1, "/docker/cfs", views, cfs=True).splitlines()[:3] == [
         "cpu  100 0 0 50 0 0 0 0 0 0",
         "cpu0 0 0 0 0 0 0 0 0 0 0",
         "cpu1 100 0 0 50 0 0 0 0 0 0",
