@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyfuse3
 import trio
 
-from lxcfs_py import fsread, handover, heal_records, kernel_mounts, mounts, systemd
+from lxcfs_py import fsread, handover, heal_records, kernel_mounts, mounts, remount, systemd
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
@@ -285,7 +285,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         if outcome != "handed-over":
             if systemd.fd_store_enabled():
                 systemd.drop_stored("fuse")
-            heal_records.forget(config.roots.proc, config.mountpoint, log)
+            remount.forget_on_unmount(config.roots.proc, config.mountpoint, log)
             # an adopted connection was mounted by another process, so libfuse won't
             # unmount it; detach it first, as nothing answers requests any more
             if adopted_fd is not None and mounts.is_mounted(config.mountpoint):

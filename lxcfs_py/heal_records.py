@@ -3,7 +3,8 @@
 One file per mountpoint in RECORD_DIR (root's, 0700), one mount a line:
 "<major:minor> <source>", the source being the mount's unique fsname
 (kernel_mounts.new_fsname). A daemon adds its mount after mounting and removes
-it when it unmounts cleanly, so only crashed daemons' mounts stay listed.
+it when it unmounts cleanly with no container bound to it; a successor's heal
+drops the mounts no longer bound anywhere.
 """
 
 from __future__ import annotations
@@ -114,12 +115,6 @@ def record(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) -> Non
                 create=True)
 
 
-def forget(proc_root: str, mountpoint: str, log, record_dir: str = RECORD_DIR) -> None:
-    """Before a clean unmount: nothing will need healing from this mount. Never raises."""
-    try:
-        mount = kernel_mounts.live_mount(mountpoint, proc_root)
-        if mount is not None:
-            entry = identity(mount)
-            _update(mountpoint, record_dir, lambda entries: [e for e in entries if e != entry], create=False)
-    except OSError as err:
-        log.warning("cannot remove this mount from the heal records (%s): %s", record_dir, err)
+def remove(mountpoint: str, entries: set[tuple[str, str]], record_dir: str = RECORD_DIR) -> None:
+    """Forget mounts nothing will be healed from; the file goes with its last entry."""
+    _update(mountpoint, record_dir, lambda kept: [e for e in kept if e not in entries], create=False)

@@ -27,6 +27,7 @@ SYS_MOUNT_SETATTR = 442
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 AT_STATX_FORCE_SYNC = 0x2000
+STATX_BASIC_STATS = 0x7FF
 OPEN_TREE_CLONE = 1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x1
@@ -140,10 +141,11 @@ def mount_state(mountpoint):
 def is_dead(fd):
     """The file behind `fd` is on a FUSE connection whose daemon is gone (ENOTCONN).
 
-    statx with AT_STATX_FORCE_SYNC asks the filesystem, never the attribute cache.
+    statx with AT_STATX_FORCE_SYNC asks the filesystem, never the attribute cache
+    (and FUSE answers a request for no fields without asking: ask for some).
     """
     buf = ctypes.create_string_buffer(256)
-    if _libc.statx(fd, b"", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, 0, buf) == 0:
+    if _libc.statx(fd, b"", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, buf) == 0:
         return False
     return ctypes.get_errno() == errno.ENOTCONN
 

@@ -114,15 +114,9 @@ def verified_dead(namespace: Namespace, mount_id: int, target: str) -> bool:
         os.close(fd)
 
 
-def find_stale(proc_root: str, mountpoint: str, record_dir: str = heal_records.RECORD_DIR) -> list[StaleBind]:
-    """Containers' dead binds of earlier mounts at `mountpoint`, one mount namespace at a time.
-    Close them with release()."""
-    live = kernel_mounts.live_mount(mountpoint, proc_root)
-    earlier = set(heal_records.recorded(mountpoint, record_dir)) - ({heal_records.identity(live)} if live else set())
-    if not earlier:
-        return []
+def _other_namespaces(proc_root: str):
+    """(pid, mounts) of one process in each mount namespace but ours."""
     seen = {os.readlink(f"{proc_root}/self/ns/mnt")}
-    stale = []
     for name in sorted(os.listdir(proc_root), key=lambda n: int(n) if n.isdigit() else 0):
         if not name.isdigit():
             continue
@@ -131,9 +125,35 @@ def find_stale(proc_root: str, mountpoint: str, record_dir: str = heal_records.R
             if ns in seen:
                 continue
             seen.add(ns)
-            opened = _open_namespace(proc_root, int(name))
+            mounts = kernel_mounts.read_mountinfo(int(name), proc_root)
         except OSError:
             continue  # exited, or a kernel thread
+        yield int(name), mounts
+
+
+def _bound(mounts: list[dict], entries: set[tuple[str, str]], mountpoint: str | None = None) -> set[tuple[str, str]]:
+    """Which of `entries` are mounted (bound) in `mounts`, leaving out the mount at `mountpoint`."""
+    return {heal_records.identity(m) for m in mounts if kernel_mounts.is_ours(m) and m["target"] != mountpoint} & entries
+
+
+def find_stale(proc_root: str, mountpoint: str, record_dir: str = heal_records.RECORD_DIR,
+               prune: bool = False) -> list[StaleBind]:
+    """Containers' dead binds of earlier mounts at `mountpoint`, one mount namespace at a time.
+    Close them with release(). With `prune`, forget the earlier mounts no longer bound anywhere."""
+    live = kernel_mounts.live_mount(mountpoint, proc_root)
+    earlier = set(heal_records.recorded(mountpoint, record_dir)) - ({heal_records.identity(live)} if live else set())
+    if not earlier:
+        return []
+    bound = _bound(kernel_mounts.read_mountinfo("self", proc_root), earlier, mountpoint)
+    stale = []
+    for pid, mounts in _other_namespaces(proc_root):
+        bound |= _bound(mounts, earlier)
+        if not candidates(mounts, earlier):
+            continue
+        try:
+            opened = _open_namespace(proc_root, pid)
+        except OSError:
+            continue
         if opened is None:
             continue
         namespace, mounts = opened
@@ -143,7 +163,25 @@ def find_stale(proc_root: str, mountpoint: str, record_dir: str = heal_records.R
             stale += found
         else:
             namespace.close()
+    if prune and earlier - bound:
+        heal_records.remove(mountpoint, earlier - bound, record_dir)
     return stale
+
+
+def forget_on_unmount(proc_root: str, mountpoint: str, log, record_dir: str = heal_records.RECORD_DIR) -> None:
+    """Before a clean unmount: drop this mount's record unless containers still bind it
+    (they will need healing by a successor). Never raises."""
+    try:
+        live = kernel_mounts.live_mount(mountpoint, proc_root)
+        if live is None:
+            return
+        entry = {heal_records.identity(live)}
+        if _bound(kernel_mounts.read_mountinfo("self", proc_root), entry, mountpoint) or any(
+                _bound(mounts, entry) for _, mounts in _other_namespaces(proc_root)):
+            return
+        heal_records.remove(mountpoint, entry, record_dir)
+    except OSError as err:
+        log.warning("cannot remove this mount from the heal records (%s): %s", record_dir, err)
 
 
 def release(stale: list[StaleBind]) -> None:
@@ -199,7 +237,7 @@ def remount(mountpoint: str, dry_run: bool = False, proc_root: str = "/proc", ou
             record_dir: str = heal_records.RECORD_DIR) -> int:
     """Heal every stale bind; print one line each. Returns how many could not be healed."""
     try:
-        found = find_stale(proc_root, mountpoint, record_dir)
+        found = find_stale(proc_root, mountpoint, record_dir, prune=not dry_run)
     except heal_records.RecordDirError as err:
         out(f"not healing: {err}")
         return 1

@@ -39,9 +39,11 @@ def test_fresh_mounts_get_sources_of_their_own():
     assert not kernel_mounts.is_ours({"fstype": "fuse.lxcfs", "source": "lxcfs"})
 
 
-def fake_proc(tmp_path, line):
-    (tmp_path / "self").mkdir(parents=True)
-    (tmp_path / "self" / "mountinfo").write_text(line + "\n")
+def fake_proc(tmp_path, line, container_lines=()):
+    for pid, lines, ns in (("self", [line], "mnt:[1]"), ("100", container_lines, "mnt:[2]")):
+        (tmp_path / pid / "ns").mkdir(parents=True)
+        (tmp_path / pid / "mountinfo").write_text("".join(f"{entry}\n" for entry in lines))
+        os.symlink(ns, tmp_path / pid / "ns" / "mnt")
     return str(tmp_path)
 
 
@@ -53,10 +55,33 @@ def test_records_keep_the_last_mounts_once_and_forget_clean_unmounts(tmp_path):
     assert heal_records.recorded("/var/lib/lxcfs", records) == [("0:2", "lxcfs-py:aaaa"), ("0:1", "lxcfs-py:aaaa")]
     assert heal_records.recorded("/elsewhere", records) == []
     assert stat.S_IMODE(os.stat(records).st_mode) == 0o700
-    heal_records.forget(proc, "/var/lib/lxcfs", log, records)  # the live one is 0:1
+    remount.forget_on_unmount(proc, "/var/lib/lxcfs", log, records)  # the live one is 0:1
     assert heal_records.recorded("/var/lib/lxcfs", records) == [("0:2", "lxcfs-py:aaaa")]
-    heal_records.forget(fake_proc(tmp_path / "x", OURS_LIVE.replace("0:60", "0:2")), "/var/lib/lxcfs", log, records)
+    remount.forget_on_unmount(fake_proc(tmp_path / "x", OURS_LIVE.replace("0:60", "0:2")), "/var/lib/lxcfs", log,
+                              records)
     assert os.listdir(records) == []  # the empty file is removed
+
+
+def test_a_mount_containers_still_bind_stays_recorded_for_a_successor(tmp_path):
+    records = str(tmp_path / "run")
+    bind = STALE_BIND.replace("0:52", "0:60").replace("lxcfs-py:dead", "lxcfs-py:aaaa")
+    proc = fake_proc(tmp_path / "p", OURS_LIVE, [bind])
+    heal_records.record(proc, "/var/lib/lxcfs", records)
+    remount.forget_on_unmount(proc, "/var/lib/lxcfs", log, records)
+    assert heal_records.recorded("/var/lib/lxcfs", records) == [("0:60", "lxcfs-py:aaaa")]
+
+
+def test_a_heal_forgets_earlier_mounts_no_longer_bound_anywhere(tmp_path):
+    records = str(tmp_path / "run")
+    for device in ("0:52", "0:53"):
+        heal_records.record(fake_proc(tmp_path / device, OURS_LIVE.replace("0:60", device)), "/var/lib/lxcfs",
+                            records)
+    # 0:52's bind is in a container (the fake one cannot be opened, so it is not healed); 0:53 is gone
+    proc = fake_proc(tmp_path / "p", OURS_LIVE, [STALE_BIND.replace("lxcfs-py:dead", "lxcfs-py:aaaa")])
+    assert remount.remount("/var/lib/lxcfs", proc_root=proc, out=print, record_dir=records, dry_run=True) == 0
+    assert len(heal_records.recorded("/var/lib/lxcfs", records)) == 2  # a dry run changes nothing
+    assert remount.remount("/var/lib/lxcfs", proc_root=proc, out=print, record_dir=records) == 0
+    assert heal_records.recorded("/var/lib/lxcfs", records) == [("0:52", "lxcfs-py:aaaa")]
 
 
 def test_old_records_without_a_source_still_read(tmp_path):
