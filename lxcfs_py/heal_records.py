@@ -111,8 +111,10 @@ def record(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) -> Non
     mount = kernel_mounts.live_mount(mountpoint, proc_root)
     if mount is not None:
         entry = identity(mount)
-        _update(mountpoint, record_dir, lambda entries: [e for e in entries if e != entry][-(RECORD_KEEP - 1):] + [entry],
-                create=True)
+        def add(entries):
+            return [e for e in entries if e != entry][-(RECORD_KEEP - 1):] + [entry]
+
+        _update(mountpoint, record_dir, add, create=True)
 
 
 def remove(mountpoint: str, entries: set[tuple[str, str]], record_dir: str = RECORD_DIR) -> None:

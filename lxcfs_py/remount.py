@@ -133,7 +133,8 @@ def _other_namespaces(proc_root: str):
 
 def _bound(mounts: list[dict], entries: set[tuple[str, str]], mountpoint: str | None = None) -> set[tuple[str, str]]:
     """Which of `entries` are mounted (bound) in `mounts`, leaving out the mount at `mountpoint`."""
-    return {heal_records.identity(m) for m in mounts if kernel_mounts.is_ours(m) and m["target"] != mountpoint} & entries
+    ours = [m for m in mounts if kernel_mounts.is_ours(m) and m["target"] != mountpoint]
+    return {heal_records.identity(m) for m in ours} & entries
 
 
 def find_stale(proc_root: str, mountpoint: str, record_dir: str = heal_records.RECORD_DIR,

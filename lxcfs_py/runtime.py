@@ -176,8 +176,9 @@ def check_mount(mountpoint, timeout=DEFAULT_TIMEOUT):
         try:
             state = kernel_mounts.mount_state(mountpoint)
             if state == "free":
+                missing = "" if os.path.lexists(mountpoint) else " (no such directory)"
                 result["error"] = (
-                    f"lxcfs-py is not mounted at {mountpoint}{'' if os.path.lexists(mountpoint) else ' (no such directory)'}: "
+                    f"lxcfs-py is not mounted at {mountpoint}{missing}: "
                     "start the lxcfs-py daemon (or point --lxcfs-mountpoint at its mountpoint) before starting "
                     "containers with this runtime"
                 )
