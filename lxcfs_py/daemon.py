@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pyfuse3
 import trio
 
-from lxcfs_py import fsread, handover, mounts, remount, systemd
+from lxcfs_py import fsread, handover, heal_records, kernel_mounts, mounts, remount, systemd
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
@@ -40,9 +40,9 @@ class DaemonConfig:
 
 def fuse_options(extra: list[str]) -> set[str]:
     # allow_other: containers' processes are not the daemon's user
-    # fsname and subtype are what healing recognises our earlier mounts by
-    base = {"allow_other", "default_permissions", f"fsname={remount.FSNAME}",
-            f"subtype={remount.FSTYPE.removeprefix('fuse.')}"}
+    # fsname (unique per mount) and subtype are what healing recognises our earlier mounts by
+    base = {"allow_other", "default_permissions", f"fsname={kernel_mounts.new_fsname()}",
+            f"subtype={kernel_mounts.FSTYPE.removeprefix('fuse.')}"}
     for group in extra:
         base.update(o for o in group.split(",") if o)
     return base
@@ -267,9 +267,10 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
             systemd.store_fd(_fuse_fd(), "fuse")  # a restart or a crash then keeps the mount alive
         if adopted_fd is None:
             try:
-                remount.record_device(config.roots.proc, config.mountpoint)
+                heal_records.record(config.roots.proc, config.mountpoint)
             except OSError as err:
-                log.warning("cannot record this mount for a successor to heal from (%s): %s", remount.RECORD_DIR, err)
+                log.warning("cannot record this mount for a successor to heal from (%s): %s", heal_records.RECORD_DIR,
+                            err)
         systemd.notify("READY=1")
         roots = config.roots
         fsread.keep_open_under([roots.proc, roots.sys, roots.cgroup], roots.proc, _max_kept_files())
@@ -285,6 +286,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         if outcome != "handed-over":
             if systemd.fd_store_enabled():
                 systemd.drop_stored("fuse")
+            remount.forget_on_unmount(config.roots.proc, config.mountpoint, log)
             # an adopted connection was mounted by another process, so libfuse won't
             # unmount it; detach it first, as nothing answers requests any more
             if adopted_fd is not None and mounts.is_mounted(config.mountpoint):

@@ -17,6 +17,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from lxcfs_py.kernel_mounts import mounted_devices
+
 _CHUNK = 65536
 _HEAD = 4096
 
@@ -61,22 +63,6 @@ def _read_path(path: str, head: bool) -> bytes:
         os.close(fd)
 
 
-def _mounted_devices(types: frozenset[str]) -> set[int]:
-    """st_dev of every mount of one of `types`, from /proc/self/mountinfo."""
-    devices = set()
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            try:
-                fstype = fields[fields.index("-") + 1]
-                major, minor = fields[2].split(":")
-            except (ValueError, IndexError):
-                continue
-            if fstype in types:
-                devices.add(os.makedev(int(major), int(minor)))
-    return devices
-
-
 class _KeptFiles:
     """Open fds of synthetic files, by path, least recently used first.
 
@@ -90,7 +76,7 @@ class _KeptFiles:
         self.max_kept = max_kept
         self.thread = threading.get_ident()
         self.fds: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self.devices = _mounted_devices(KEEPABLE_FS)
+        self.devices = mounted_devices(KEEPABLE_FS)
         self.devices_read = time.monotonic()
 
     def read(self, path: str, head: bool) -> bytes:
@@ -140,7 +126,7 @@ class _KeptFiles:
                 return False  # a process's own files: its pid may be reused
         device = os.fstat(fd).st_dev
         if device not in self.devices and now - self.devices_read > 10.0:
-            self.devices = _mounted_devices(KEEPABLE_FS)  # a new cgroup hierarchy, maybe
+            self.devices = mounted_devices(KEEPABLE_FS)  # a new cgroup hierarchy, maybe
             self.devices_read = now
         return device in self.devices
 

@@ -1,12 +1,8 @@
 """Mountpoint states: free, live, or stale (a dead daemon's FUSE mount)."""
 
-import ctypes
 import os
 
-from lxcfs_py.bind_mounts import mount_state
-
-MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
+from lxcfs_py import kernel_mounts
 
 
 class MountError(Exception):
@@ -16,21 +12,19 @@ class MountError(Exception):
 def state(mountpoint: str) -> str:
     """'free', 'live' or 'stale'."""
     try:
-        return mount_state(mountpoint)
+        return kernel_mounts.mount_state(mountpoint)
     except OSError as err:
         raise MountError(f"cannot use mountpoint {mountpoint}: {err.strerror}") from None
 
 
-def is_mounted(mountpoint: str) -> bool:
-    """From the mount table, never touching the mount (its daemon may not answer)."""
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4] == mountpoint for line in f)
+is_mounted = kernel_mounts.is_mounted
 
 
 def lazy_unmount(mountpoint: str) -> None:
-    if _libc.umount2(os.fsencode(mountpoint), MNT_DETACH) != 0:
-        code = ctypes.get_errno()
-        raise MountError(f"cannot unmount stale mount {mountpoint}: {os.strerror(code)}")
+    try:
+        kernel_mounts.lazy_unmount(mountpoint)
+    except OSError as err:
+        raise MountError(f"cannot unmount stale mount {mountpoint}: {os.strerror(err.errno)}") from None
 
 
 def prepare(mountpoint: str, log) -> None:

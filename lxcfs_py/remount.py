@@ -7,79 +7,54 @@ the file's mount with open_tree(OPEN_TREE_CLONE) here, then in a forked,
 single-threaded child enter the container's mount namespace, detach the
 stale bind and move the clone onto the same path. Nothing in the container
 needs shared mount propagation, and the container keeps running.
+
+A bind is touched only when it is of a mount recorded for this mountpoint
+(device and unique source, see heal_records) and, looked up through the
+container's own root, really is dead (ENOTCONN) and is that very mount (mount
+id): the kernel reuses device numbers, so another daemon's live mount may
+carry a recorded one.
 """
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import os
+import posixpath
+import select
 from dataclasses import dataclass
 
+from lxcfs_py import heal_records, kernel_mounts
 from lxcfs_py.fsread import read_text
 
-FSNAME = "lxcfs-py"  # our mounts' source in mountinfo (the fsname= mount option)
-FSTYPE = "fuse.lxcfs"
 
-# x86-64 syscall numbers (the generic table, shared by arm64 for these)
-SYS_OPEN_TREE = 428
-SYS_MOVE_MOUNT = 429
-SYS_MOUNT_SETATTR = 442
-AT_FDCWD = -100
-AT_EMPTY_PATH = 0x1000
-OPEN_TREE_CLONE = 1
-OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-MOVE_MOUNT_F_EMPTY_PATH = 0x4
-MOUNT_ATTR_RDONLY = 0x1
-MNT_DETACH = 2
-CLONE_NEWNS = 0x00020000
+@dataclass(frozen=True)
+class Namespace:
+    """A container's mount namespace and root, opened at scan time: a pid reused
+    later cannot send the heal into another process's namespace."""
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
+    pid: int  # the process scanned (for people: it may be gone by now)
+    ns_fd: int
+    root_fd: int
+    container: str  # a name for people: the process's cgroup
 
-
-class MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-def _check(result: int, what: str) -> int:
-    if result < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, f"{what}: {os.strerror(code)}")
-    return result
+    def close(self) -> None:
+        os.close(self.ns_fd)
+        os.close(self.root_fd)
 
 
 @dataclass(frozen=True)
 class StaleBind:
-    pid: int  # a process in the container's mount namespace
+    namespace: Namespace
+    mount_id: int  # the bind's id in the container's mountinfo
     target: str  # the path inside the container, e.g. /proc/meminfo
     fs_path: str  # the path inside our tree, e.g. /proc/meminfo
-    container: str  # a name for people: the process's cgroup
 
+    @property
+    def pid(self) -> int:
+        return self.namespace.pid
 
-def parse_mountinfo(text: str) -> list[dict[str, str]]:
-    mounts = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if not sep or len(fields) < 5 or len(tail) < 2:
-            continue
-        mounts.append({"device": fields[2], "root": _unescape(fields[3]), "target": _unescape(fields[4]),
-                       "fstype": tail[0], "source": tail[1]})
-    return mounts
-
-
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal."""
-    return field.encode().decode("unicode_escape") if "\\" in field else field
-
-
-def current_device(proc_root: str, mountpoint: str) -> str | None:
-    """major:minor of the live mount at `mountpoint` in our own namespace."""
-    live = [m["device"] for m in parse_mountinfo(read_text(f"{proc_root}/self/mountinfo"))
-            if m["target"] == mountpoint and m["fstype"] == FSTYPE and m["source"] == FSNAME]
-    return live[-1] if live else None  # the last one mounted there is the one in use
+    @property
+    def container(self) -> str:
+        return self.namespace.container
 
 
 def _container_name(proc_root: str, pid: int) -> str:
@@ -93,48 +68,55 @@ def _container_name(proc_root: str, pid: int) -> str:
     return "?"
 
 
-RECORD_DIR = "/run/lxcfs-py"
-RECORD_KEEP = 8
+def candidates(mounts: list[dict], earlier: set[tuple[str, str]]) -> list[dict]:
+    """The visible binds (the last mount at each path) of the `earlier` mounts."""
+    top = {m["target"]: m for m in mounts}
+    return [m for m in top.values() if kernel_mounts.is_ours(m) and heal_records.identity(m) in earlier]
 
 
-def _record_path(mountpoint: str, record_dir: str) -> str:
-    name = hashlib.sha1(mountpoint.encode()).hexdigest()[:16]
-    return f"{record_dir}/{name}.devices"
-
-
-def recorded_devices(mountpoint: str, record_dir: str = RECORD_DIR) -> list[str]:
-    """The devices (major:minor) of the earlier mounts made at `mountpoint` on this boot."""
+def _open_namespace(proc_root: str, pid: int) -> tuple[Namespace, list[dict]] | None:
+    """pid's namespace, root and mounts, or None if it exited meanwhile (the pid may be another's now)."""
+    pidfd = os.pidfd_open(pid)
     try:
-        with open(_record_path(mountpoint, record_dir)) as f:
-            return f.read().split()
+        ns_fd = os.open(f"{proc_root}/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            root_fd = kernel_mounts.open_root(pid, proc_root)
+        except OSError:
+            os.close(ns_fd)
+            raise
+        namespace = Namespace(pid, ns_fd, root_fd, _container_name(proc_root, pid))
+        try:
+            mounts = kernel_mounts.read_mountinfo(pid, proc_root)
+        except OSError:
+            namespace.close()
+            raise
+        # the pidfd turns readable when the process exits: still running, it was the one behind /proc/<pid>
+        if select.select([pidfd], [], [], 0)[0]:
+            namespace.close()
+            return None
+        return namespace, mounts
+    finally:
+        os.close(pidfd)
+
+
+def verified_dead(namespace: Namespace, mount_id: int, target: str) -> bool:
+    """`target`, looked up in the container's root (its symlinks stay inside), is the
+    mount `mount_id` and its daemon is gone."""
+    try:
+        fd = kernel_mounts.open_in_root(namespace.root_fd, target, os.O_PATH | os.O_NOFOLLOW)
     except OSError:
-        return []
+        return False
+    try:
+        return kernel_mounts.fd_mount_id(fd) == mount_id and kernel_mounts.is_dead(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
-def record_device(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) -> None:
-    """Remember the live mount's device, so a successor heals exactly its binds."""
-    device = current_device(proc_root, mountpoint)
-    if device is None:
-        return
-    devices = [d for d in recorded_devices(mountpoint, record_dir) if d != device][-(RECORD_KEEP - 1):] + [device]
-    os.makedirs(record_dir, exist_ok=True)
-    tmp = _record_path(mountpoint, record_dir) + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(devices) + "\n")
-    os.replace(tmp, _record_path(mountpoint, record_dir))
-
-
-def find_stale(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) -> list[StaleBind]:
-    """Containers' binds of earlier mounts at `mountpoint` (their daemons are gone), one
-    mount namespace at a time. Binds of other daemons' mounts (a node running its own
-    lxcfs-py) are never touched: only the devices recorded for this mountpoint count."""
-    live = current_device(proc_root, mountpoint)
-    earlier = set(recorded_devices(mountpoint, record_dir)) - {live}
-    if not earlier:
-        return []
-    own_ns = os.readlink(f"{proc_root}/self/ns/mnt")
-    seen = {own_ns}
-    stale = []
+def _other_namespaces(proc_root: str):
+    """(pid, mounts) of one process in each mount namespace but ours."""
+    seen = {os.readlink(f"{proc_root}/self/ns/mnt")}
     for name in sorted(os.listdir(proc_root), key=lambda n: int(n) if n.isdigit() else 0):
         if not name.isdigit():
             continue
@@ -143,43 +125,96 @@ def find_stale(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) ->
             if ns in seen:
                 continue
             seen.add(ns)
-            mounts = parse_mountinfo(read_text(f"{proc_root}/{name}/mountinfo"))
+            mounts = kernel_mounts.read_mountinfo(int(name), proc_root)
         except OSError:
             continue  # exited, or a kernel thread
-        for mount in mounts:
-            if mount["fstype"] == FSTYPE and mount["source"] == FSNAME and mount["device"] in earlier:
-                stale.append(StaleBind(int(name), mount["target"], mount["root"], _container_name(proc_root, int(name))))
+        yield int(name), mounts
+
+
+def _bound(mounts: list[dict], entries: set[tuple[str, str]], mountpoint: str | None = None) -> set[tuple[str, str]]:
+    """Which of `entries` are mounted (bound) in `mounts`, leaving out the mount at `mountpoint`."""
+    ours = [m for m in mounts if kernel_mounts.is_ours(m) and m["target"] != mountpoint]
+    return {heal_records.identity(m) for m in ours} & entries
+
+
+def find_stale(proc_root: str, mountpoint: str, record_dir: str = heal_records.RECORD_DIR,
+               prune: bool = False) -> list[StaleBind]:
+    """Containers' dead binds of earlier mounts at `mountpoint`, one mount namespace at a time.
+    Close them with release(). With `prune`, forget the earlier mounts no longer bound anywhere."""
+    live = kernel_mounts.live_mount(mountpoint, proc_root)
+    earlier = set(heal_records.recorded(mountpoint, record_dir)) - ({heal_records.identity(live)} if live else set())
+    if not earlier:
+        return []
+    bound = _bound(kernel_mounts.read_mountinfo("self", proc_root), earlier, mountpoint)
+    stale = []
+    for pid, mounts in _other_namespaces(proc_root):
+        bound |= _bound(mounts, earlier)
+        if not candidates(mounts, earlier):
+            continue
+        try:
+            opened = _open_namespace(proc_root, pid)
+        except OSError:
+            continue
+        if opened is None:
+            continue
+        namespace, mounts = opened
+        found = [StaleBind(namespace, m["id"], m["target"], m["root"]) for m in candidates(mounts, earlier)
+                 if verified_dead(namespace, m["id"], m["target"])]
+        if found:
+            stale += found
+        else:
+            namespace.close()
+    if prune and earlier - bound:
+        heal_records.remove(mountpoint, earlier - bound, record_dir)
     return stale
 
 
-def _clone(path: str) -> int:
-    """A detached, read-only copy of the mount at `path` (not attached anywhere yet)."""
-    fd = _check(_libc.syscall(SYS_OPEN_TREE, AT_FDCWD, os.fsencode(path), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC),
-                f"open_tree {path}")
-    attr = MountAttr(attr_set=MOUNT_ATTR_RDONLY)
-    # best effort: the files refuse writes anyway
-    _libc.syscall(SYS_MOUNT_SETATTR, fd, b"", AT_EMPTY_PATH, ctypes.byref(attr), ctypes.sizeof(attr))
-    return fd
+def forget_on_unmount(proc_root: str, mountpoint: str, log, record_dir: str = heal_records.RECORD_DIR) -> None:
+    """Before a clean unmount: drop this mount's record unless containers still bind it
+    (they will need healing by a successor). Never raises."""
+    try:
+        live = kernel_mounts.live_mount(mountpoint, proc_root)
+        if live is None:
+            return
+        entry = {heal_records.identity(live)}
+        if _bound(kernel_mounts.read_mountinfo("self", proc_root), entry, mountpoint) or any(
+                _bound(mounts, entry) for _, mounts in _other_namespaces(proc_root)):
+            return
+        heal_records.remove(mountpoint, entry, record_dir)
+    except OSError as err:
+        log.warning("cannot remove this mount from the heal records (%s): %s", record_dir, err)
 
 
-def _replace_in_namespace(pid: int, clone_fd: int, target: str) -> None:
-    """In a forked child: enter pid's mount namespace, detach the stale bind, attach the clone."""
-    ns_fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+def release(stale: list[StaleBind]) -> None:
+    for namespace in {s.namespace for s in stale}:
+        namespace.close()
+
+
+def _replace_in_namespace(stale: StaleBind, clone_fd: int) -> None:
+    """In a forked child: enter the namespace, detach the dead bind, attach the clone."""
+    parent, name = posixpath.split(stale.target)
+    dir_fd = kernel_mounts.open_in_root(stale.namespace.root_fd, parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        _in_child(stale.namespace.ns_fd, dir_fd, name, clone_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _in_child(ns_fd: int, dir_fd: int, name: str, clone_fd: int) -> None:
     read_end, write_end = os.pipe()
     child = os.fork()
     if child == 0:  # single-threaded here, as setns(CLONE_NEWNS) requires
         try:
             os.close(read_end)
-            _check(_libc.setns(ns_fd, CLONE_NEWNS), "setns")
-            _check(_libc.umount2(os.fsencode(target), MNT_DETACH), f"umount {target}")
-            _check(_libc.syscall(SYS_MOVE_MOUNT, clone_fd, b"", AT_FDCWD, os.fsencode(target),
-                                 MOVE_MOUNT_F_EMPTY_PATH), f"move_mount {target}")
+            kernel_mounts.enter_mount_namespace(ns_fd)
+            os.fchdir(dir_fd)
+            kernel_mounts.unmount_here(name)
+            kernel_mounts.attach(clone_fd, dir_fd, name)
             os._exit(0)
         except BaseException as err:  # noqa: BLE001 - report, never return into the parent's code
             os.write(write_end, str(err).encode()[:500])
             os._exit(1)
     os.close(write_end)
-    os.close(ns_fd)
     with os.fdopen(read_end, "rb") as report:
         message = report.read().decode()
     _, status = os.waitpid(child, 0)
@@ -187,28 +222,40 @@ def _replace_in_namespace(pid: int, clone_fd: int, target: str) -> None:
         raise OSError(message or f"helper exited with status {status}")
 
 
-def heal(stale: StaleBind, mountpoint: str) -> None:
-    clone_fd = _clone(mountpoint.rstrip("/") + stale.fs_path)
+def heal(stale: StaleBind, mountpoint: str) -> bool:
+    """Re-bind one dead bind from the live mount; False when it is no longer the dead bind scanned."""
+    if not verified_dead(stale.namespace, stale.mount_id, stale.target):
+        return False
+    clone_fd = kernel_mounts.clone_read_only(mountpoint.rstrip("/") + stale.fs_path)
     try:
-        _replace_in_namespace(stale.pid, clone_fd, stale.target)
+        _replace_in_namespace(stale, clone_fd)
     finally:
         os.close(clone_fd)
+    return True
 
 
 def remount(mountpoint: str, dry_run: bool = False, proc_root: str = "/proc", out=print,
-            record_dir: str = RECORD_DIR) -> int:
+            record_dir: str = heal_records.RECORD_DIR) -> int:
     """Heal every stale bind; print one line each. Returns how many could not be healed."""
+    try:
+        found = find_stale(proc_root, mountpoint, record_dir, prune=not dry_run)
+    except heal_records.RecordDirError as err:
+        out(f"not healing: {err}")
+        return 1
     failures = 0
-    for stale in find_stale(proc_root, mountpoint, record_dir):
-        where = f"pid {stale.pid} ({stale.container}): {stale.target}"
-        if dry_run:
-            out(f"{where}: stale, would re-bind from {mountpoint}{stale.fs_path}")
-            continue
-        try:
-            heal(stale, mountpoint)
-        except OSError as err:
-            failures += 1
-            out(f"{where}: not healed: {err}")
-        else:
-            out(f"{where}: healed")
+    try:
+        for stale in found:
+            where = f"pid {stale.pid} ({stale.container}): {stale.target}"
+            if dry_run:
+                out(f"{where}: stale, would re-bind from {mountpoint}{stale.fs_path}")
+                continue
+            try:
+                healed = heal(stale, mountpoint)
+            except OSError as err:
+                failures += 1
+                out(f"{where}: not healed: {err}")
+            else:
+                out(f"{where}: healed" if healed else f"{where}: changed since the scan, left alone")
+    finally:
+        release(found)
     return failures

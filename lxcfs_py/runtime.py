@@ -168,29 +168,28 @@ def check_mount(mountpoint, timeout=DEFAULT_TIMEOUT):
     import errno
     import threading
 
+    from lxcfs_py import kernel_mounts
+
     result = {}
 
     def probe():
         try:
-            # os.path.ismount() says False for a dead daemon's mount (its lstat
-            # fails with ENOTCONN): look first, to tell "stale" from "not mounted"
-            os.lstat(mountpoint)
-            if not os.path.ismount(mountpoint):
+            state = kernel_mounts.mount_state(mountpoint)
+            if state == "free":
+                missing = "" if os.path.lexists(mountpoint) else " (no such directory)"
                 result["error"] = (
-                    f"lxcfs-py is not mounted at {mountpoint}: start the lxcfs-py daemon "
-                    "(or point --lxcfs-mountpoint at its mountpoint) before starting containers with this runtime"
+                    f"lxcfs-py is not mounted at {mountpoint}{missing}: "
+                    "start the lxcfs-py daemon (or point --lxcfs-mountpoint at its mountpoint) before starting "
+                    "containers with this runtime"
                 )
                 return
+            if state == "stale":
+                raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
             with open(os.path.join(mountpoint, "proc", "meminfo"), "rb") as f:
                 if not f.read(64):
                     result["error"] = f"lxcfs-py at {mountpoint} returned an empty proc/meminfo"
         except OSError as err:
-            if err.errno == errno.ENOENT and not os.path.lexists(mountpoint):
-                result["error"] = (
-                    f"lxcfs-py is not mounted at {mountpoint} (no such directory): start the lxcfs-py daemon "
-                    "(or point --lxcfs-mountpoint at its mountpoint) before starting containers with this runtime"
-                )
-            elif err.errno == errno.ENOTCONN:
+            if err.errno == errno.ENOTCONN:
                 result["error"] = (
                     f"lxcfs-py mount at {mountpoint} is stale (its daemon is gone: {err.strerror}): "
                     "restart lxcfs-py before starting containers with this runtime"

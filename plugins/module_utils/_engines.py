@@ -23,6 +23,11 @@ import json
 import os
 import traceback
 
+from ansible_collections.lxcfs_py.fleet.plugins.module_utils._kernel_mounts import (
+    mount_state,
+    read_regular_in_root,
+)
+
 try:
     import docker
     from docker.errors import DockerException, NotFound
@@ -56,18 +61,20 @@ def lxcfs_mount_problem(mountpoint, required_files):
     (host paths), else a one-line reason."""
     meminfo = os.path.join(mountpoint, "proc", "meminfo")
     try:
-        os.stat(mountpoint)
-        if not os.path.ismount(mountpoint):
+        state = mount_state(mountpoint)
+        if state == "free":
+            if not os.path.lexists(mountpoint):
+                return "%s does not exist (no lxcfs-py daemon is mounted there)" % mountpoint
             return "%s is not a mount point (no lxcfs-py daemon is mounted there)" % mountpoint
-        # a read, not a stat: a dead daemon's attributes may still be cached
+        if state == "stale":
+            raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+        # a read, not only a listing: the file must be served
         with open(meminfo, "rb") as f:
             f.read(64)
     except OSError as err:
         if err.errno == errno.ENOTCONN:
             return ("%s is a stale FUSE mount of a dead lxcfs-py daemon (reading %s: %s)"
                     % (mountpoint, meminfo, os.strerror(err.errno)))
-        if err.errno == errno.ENOENT and err.filename in (mountpoint, None):
-            return "%s does not exist (no lxcfs-py daemon is mounted there)" % mountpoint
         return "cannot read %s: %s" % (err.filename or meminfo, os.strerror(err.errno))
     missing = [path for path in required_files if not os.path.exists(path)]
     if missing:
@@ -79,15 +86,17 @@ def lxcfs_mount_problem(mountpoint, required_files):
 def lxcfs_view(pid):
     """'stale' when the container with init `pid` sees a dead FUSE connection
     through its /proc/meminfo bind mount (its daemon was restarted after the
-    container started), 'live' when the read works, None when unknown."""
+    container started), 'live' when the read works, None when unknown.
+
+    Looked up inside the container's own root (its symlinks cannot lead to a
+    host file) and read only when it is a regular file (a FIFO cannot hang us)."""
     if not pid:
         return None
     try:
-        with open("/proc/%d/root/proc/meminfo" % pid, "rb") as f:
-            f.read(64)
+        data = read_regular_in_root(pid, "/proc/meminfo", 64)
     except OSError as err:
         return "stale" if err.errno == errno.ENOTCONN else None
-    return "live"
+    return None if data is None else "live"
 
 
 def summarize(inspect):

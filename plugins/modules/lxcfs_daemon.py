@@ -108,13 +108,13 @@ import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lxcfs_py.fleet.plugins.module_utils import _lxcfs_mounts
+from ansible_collections.lxcfs_py.fleet.plugins.module_utils import _kernel_mounts
 
 
 def mount_state(mountpoint):
     """'live', 'stale' (a dead daemon's mount, or one that cannot be used) or 'free'."""
     try:
-        return _lxcfs_mounts.mount_state(mountpoint)
+        return _kernel_mounts.mount_state(mountpoint)
     except OSError:
         return "stale"
 

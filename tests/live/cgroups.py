@@ -71,3 +71,23 @@ def run_in_container_like(cgroup: str, code: str, timeout: float = 60, controlle
     if result.returncode != 0:
         raise RuntimeError(f"namespace process failed ({result.returncode}): {result.stderr}")
     return result.stdout
+
+
+@contextmanager
+def namespace_process(setup: str = "true", root: str | None = None):
+    """A container-like process: its own mount and pid namespace (`unshare -m -p -f`),
+    where the shell command `setup` runs first (bind mounts, say), and then, with
+    `root`, it chroots there. Yields the pid of a process in that namespace."""
+    chroot = f"os.chroot({root!r}); os.chdir('/'); " if root else ""
+    code = (f"import os, subprocess, time; subprocess.run(['sh', '-ec', {setup!r}], check=True); {chroot}"
+            "print('ready', flush=True); time.sleep(600)")
+    process = subprocess.Popen(["unshare", "-m", "-p", "-f", "--kill-child", sys.executable, "-c", code],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        if process.stdout.readline() != "ready\n":
+            raise RuntimeError(f"namespace process failed to start (setup: {setup})")
+        with open(f"/proc/{process.pid}/task/{process.pid}/children") as f:
+            yield int(f.read().split()[0])  # pid 1 of the new pid namespace
+    finally:
+        process.kill()
+        process.wait()

@@ -13,6 +13,7 @@ import pytest
 
 from tests.live import adhoc
 from tests.live.adhoc import ANSIBLE, PYTHON, REPO
+from tests.live.cgroups import namespace_process
 from tests.live.containers import IMAGE
 
 MIB = 1024 * 1024
@@ -297,3 +298,35 @@ def test_playbook_with_all_options(start_daemon, names, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok=5" in proc.stdout and "changed=3" in proc.stdout and "failed=0" in proc.stdout, proc.stdout
     assert not container_exists(name)
+
+
+def lxcfs_view(pid):
+    """module_utils' lxcfs_view(pid) on the target's Python, in a process of its own (it might hang)."""
+    code = ("import sys; sys.path.insert(0, %r); from ansible_collections.lxcfs_py.fleet.plugins.module_utils."
+            "_engines import lxcfs_view; print(lxcfs_view(%d))" % (os.path.join(REPO, "collections"), pid))
+    return subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo"])
+def test_lxcfs_view_stays_inside_the_container_and_never_blocks(tmp_path, planted):
+    """A container's /proc/meminfo that is a symlink to a host path, or a FIFO: root on
+    the host must neither read the host's file nor hang."""
+    host_file = tmp_path / "host-only"
+    host_file.write_text("MemTotal: a host file the container must not make us read\n")
+    root = tmp_path / "root"
+    (root / "proc").mkdir(parents=True)
+    if planted == "symlink":
+        os.symlink(str(host_file), root / "proc" / "meminfo")
+    else:
+        os.mkfifo(root / "proc" / "meminfo")
+    with namespace_process(root=str(root)) as pid:
+        assert lxcfs_view(pid) == "None"
+
+
+def test_lxcfs_view_of_live_and_dead_binds(start_daemon):
+    daemon = start_daemon()
+    with namespace_process("mount --bind %s/proc/meminfo /proc/meminfo" % daemon.mountpoint) as pid:
+        assert lxcfs_view(pid) == "live"
+        daemon.process.kill()
+        daemon.process.wait()
+        assert lxcfs_view(pid) == "stale"

@@ -1,0 +1,1 @@
+../../lxcfs_py/kernel_mounts.py
