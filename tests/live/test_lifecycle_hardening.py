@@ -279,6 +279,12 @@ def test_background_start_with_a_log_file_in_a_missing_directory_fails(tmp_path,
     assert_failed_cleanly(result, mountpoint, "log file")
 
 
+def test_background_start_reports_any_failure_not_only_mount_errors(tmp_path, mountpoint):
+    (tmp_path / "empty").mkdir()  # no cgroup hierarchy here: the daemon cannot start
+    result = start_in_background("--cgroup-root", str(tmp_path / "empty"), mountpoint)
+    assert_failed_cleanly(result, mountpoint, "no cgroup v1 memory hierarchy")
+
+
 def test_background_start_on_a_live_mount_fails(start_daemon):
     daemon = start_daemon()
     result = start_in_background(daemon.mountpoint)
