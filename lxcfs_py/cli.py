@@ -110,15 +110,17 @@ PATH_OPTIONS = ("pidfile", "log_file", "proc_root", "cgroup_root", "sys_root")
 UMASK = 0o022
 
 
+def absolute(path: str | None) -> str | None:
+    """`path` made absolute; kept as given if it is (lxcfs_daemon compares command lines)."""
+    return path if not path or os.path.isabs(path) else os.path.abspath(path)
+
+
 def absolute_argv(p: argparse.ArgumentParser, argv: list[str]) -> list[str]:
     """`argv` with the mountpoint and every path value made absolute, keeping the order of the flags
     (lxcfs_daemon compares command lines), so a re-exec from / reads and writes the same files."""
     takes_value = {option: action.dest in PATH_OPTIONS for action in p._actions if action.nargs != 0
                    for option in action.option_strings}
     out, tokens = [], iter(argv)
-
-    def absolute(path: str) -> str:
-        return path if os.path.isabs(path) else os.path.abspath(path)  # as given if absolute: same command line
 
     def value(is_path: bool, text: str) -> str:
         return absolute(text) if is_path else text
@@ -168,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     # Imported late so --help and --version work without pyfuse3's native library.
     from lxcfs_py import daemon, daemon_files, mounts
 
-    def absolute(path: str | None) -> str | None:
-        return os.path.abspath(path) if path else path
-
     config = daemon.DaemonConfig(
         mountpoint=os.path.abspath(args.mountpoint),
         opts=Options(swap=not args.disable_swap, cfs=args.enable_cfs, loadavg=args.enable_loadavg),
@@ -181,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
         handover=args.handover,
         heal=not args.no_remount,
     )
+    log_file = absolute(args.log_file)
     _isolate()
     # a handover re-exec is already the daemon, wherever it runs
     background = not (args.foreground or args.debug or args.handover)
     log_fd = None
-    if background and args.log_file:
+    if background and log_file:
         try:  # before forking: the caller sees this failure directly
-            log_fd = daemon_files.open_log(os.path.abspath(args.log_file))
+            log_fd = daemon_files.open_log(log_file)
         except daemon_files.StartError as err:
             print(f"lxcfs-py: error: {err}", file=sys.stderr)
             return 1
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(log_fd if log_fd is not None else devnull, 2)
+            for fd in {devnull, log_fd} - {None}:
+                os.close(fd)
 
     def failed(message: str) -> int:
         if report is not None:  # the parent waiting in the foreground prints it

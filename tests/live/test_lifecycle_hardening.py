@@ -135,18 +135,16 @@ def test_pythonpath_reaches_no_child_and_no_re_exec(tmp_path, trap):
 
 def test_relative_paths_still_work_from_slash(tmp_path):
     """The daemon runs from /: paths given relative to where it was started are resolved first."""
-    log_path = tmp_path / "log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([*ISOLATED, "-f", "-p", "pid", "mnt"], cwd=tmp_path, stdout=log, stderr=log)
-    mountpoint = str(tmp_path / "mnt")
+    started = subprocess.run([ENTRY_POINT, "-p", "pid", "--log-file", "log", "mnt"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    pid, mountpoint = int((tmp_path / "pid").read_text()), str(tmp_path / "mnt")
     try:
-        daemons.wait_mounted(mountpoint, process, str(log_path))
-        os.kill(process.pid, signal.SIGHUP)
-        assert wait_in_log(log_path, "took over the live mount"), read_log(log_path)
-        assert daemons.wait_for(lambda: (tmp_path / "pid").exists(), 10)
-        assert int((tmp_path / "pid").read_text()) == process.pid and reads(mountpoint)
+        os.kill(pid, signal.SIGHUP)
+        assert wait_in_log(tmp_path / "log", "took over the live mount"), read_log(tmp_path / "log")
+        assert int((tmp_path / "pid").read_text()) == pid and reads(mountpoint)
     finally:
-        daemons.Daemon(mountpoint, process, str(log_path)).stop()
+        stop(pid, mountpoint)
     assert not (tmp_path / "pid").exists()
 
 
