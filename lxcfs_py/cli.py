@@ -104,42 +104,122 @@ def remount_command(argv: list[str]) -> int:
 SUBCOMMANDS = {"mounts": mounts_command, "remount": remount_command}
 
 
+# Options whose value is a path: made absolute for the re-exec, which runs from /.
+PATH_OPTIONS = ("pidfile", "log_file", "proc_root", "cgroup_root", "sys_root")
+# Every daemon and helper runs from /, with this umask: no file it creates is writable by others.
+UMASK = 0o022
+
+
+def absolute(path: str | None) -> str | None:
+    """`path` made absolute; kept as given if it is (lxcfs_daemon compares command lines)."""
+    return path if not path or os.path.isabs(path) else os.path.abspath(path)
+
+
+def absolute_argv(p: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`argv` with the mountpoint and every path value made absolute, keeping the order of the flags
+    (lxcfs_daemon compares command lines), so a re-exec from / reads and writes the same files."""
+    takes_value = {option: action.dest in PATH_OPTIONS for action in p._actions if action.nargs != 0
+                   for option in action.option_strings}
+    out, tokens = [], iter(argv)
+
+    def value(is_path: bool, text: str) -> str:
+        return absolute(text) if is_path else text
+
+    for token in tokens:
+        if token == "--":
+            out += [token, *map(absolute, tokens)]
+        elif not token.startswith("-") or token == "-":
+            out.append(absolute(token))  # the mountpoint
+        elif token.startswith("--"):
+            name, eq, attached = token.partition("=")
+            is_path = takes_value.get(name, False)
+            if eq:
+                out.append(f"{name}={value(is_path, attached)}")
+            else:
+                out.append(token)
+                if name in takes_value:
+                    out += [value(is_path, t) for t in [next(tokens, None)] if t is not None]
+        else:  # short options, maybe bundled: -fp PIDFILE, -pPIDFILE
+            out.append(token)
+            for at in range(1, len(token)):
+                option = "-" + token[at]
+                if option in takes_value:
+                    if token[at + 1:]:
+                        out[-1] = token[: at + 1] + value(takes_value[option], token[at + 1:])
+                    else:
+                        out += [value(takes_value[option], t) for t in [next(tokens, None)] if t is not None]
+                    break
+    return out
+
+
+def _isolate() -> None:
+    """Run from / with a fixed umask, and import nothing from the directory we were started in."""
+    cwd = os.getcwd()
+    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".", cwd)]
+    os.chdir("/")
+    os.umask(UMASK)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
         return SUBCOMMANDS[argv[0]](argv[1:])
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     logs.setup(args.debug)
     # Imported late so --help and --version work without pyfuse3's native library.
-    from lxcfs_py import daemon, mounts
+    from lxcfs_py import daemon, daemon_files, mounts
 
     config = daemon.DaemonConfig(
         mountpoint=os.path.abspath(args.mountpoint),
         opts=Options(swap=not args.disable_swap, cfs=args.enable_cfs, loadavg=args.enable_loadavg),
-        roots=Roots(proc=args.proc_root, cgroup=args.cgroup_root, sys=args.sys_root),
-        pidfile=args.pidfile,
+        roots=Roots(proc=absolute(args.proc_root), cgroup=absolute(args.cgroup_root), sys=absolute(args.sys_root)),
+        pidfile=absolute(args.pidfile),
         fuse_options=args.fuse_options,
-        argv=argv,
+        argv=absolute_argv(p, argv),
         handover=args.handover,
         heal=not args.no_remount,
     )
+    log_file = absolute(args.log_file)
+    _isolate()
     # a handover re-exec is already the daemon, wherever it runs
-    report = None if (args.foreground or args.debug or args.handover) else _daemonize()
+    background = not (args.foreground or args.debug or args.handover)
+    log_fd = None
+    if background and log_file:
+        try:  # before forking: the caller sees this failure directly
+            log_fd = daemon_files.open_log(log_file)
+        except daemon_files.StartError as err:
+            print(f"lxcfs-py: error: {err}", file=sys.stderr)
+            return 1
+    report = _daemonize() if background else None
+    started = False
 
     def mounted():
+        nonlocal report, started
+        started = True
         if report is not None:
             os.close(report)
+            report = None
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
-            log_fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640) if args.log_file else devnull
-            os.dup2(log_fd, 2)
+            os.dup2(log_fd if log_fd is not None else devnull, 2)
+            for fd in {devnull, log_fd} - {None}:
+                os.close(fd)
+
+    def failed(message: str) -> int:
+        if report is not None:  # the parent waiting in the foreground prints it
+            os.write(report, f"lxcfs-py: error: {message}\n".encode())
+        else:
+            log.error("%s", message)
+        return 1
 
     try:
         daemon.run(config, on_mounted=mounted)
-    except mounts.MountError as err:
-        if report is not None:
-            os.write(report, f"lxcfs-py: error: {err}\n".encode())
-        else:
-            log.error("%s", err)
-        return 1
+    except (mounts.MountError, daemon_files.StartError) as err:
+        return failed(str(err))
+    except Exception as err:
+        if started:
+            raise  # not a start-up failure
+        log.debug("start-up failure", exc_info=True)
+        return failed(f"cannot start: {type(err).__name__}: {err}")
     return 0

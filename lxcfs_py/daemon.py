@@ -7,7 +7,6 @@ import os
 import resource
 import select
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 import pyfuse3
 import trio
 
-from lxcfs_py import fsread, handover, heal_records, kernel_mounts, mounts, remount, systemd
+from lxcfs_py import daemon_files, fsread, handover, heal_records, kernel_mounts, mounts, remount, systemd
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
@@ -48,11 +47,13 @@ def fuse_options(extra: list[str]) -> set[str]:
     return base
 
 
-def _write_pidfile(path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    os.replace(tmp, path)
+def python_command(*args: str) -> list[str]:
+    """This interpreter, isolated (-I: no PYTHONPATH, no working directory, no user site on sys.path).
+
+    Every Python we start -- the heal step, the SIGHUP check and re-exec --
+    runs as root: it must import the installed lxcfs-py, nothing else.
+    """
+    return [sys.executable, "-I", *args]
 
 
 # After each request, poll /dev/fuse this long for the next one before
@@ -65,6 +66,7 @@ SPIN_SECONDS = 50e-6
 # Requests served at most between passes through trio's scheduler (which
 # runs the signal handler and the loadavg sampler).
 SPIN_YIELD_EVERY = 64
+NEW_CODE_TIMEOUT = 60  # seconds the SIGHUP check may take to import the installed code
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -114,10 +116,25 @@ def _single_worker_wait(fd: int, spin: float):
     return wait_fuse_readable
 
 
-async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None) -> str:
-    """Serve until a signal; return why we stopped: 'stop', 'reexec' (SIGHUP) or 'unmounted'."""
+async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None, reexec) -> str:
+    """Serve until a signal; return why we stopped: 'stop' or 'unmounted'.
+
+    On SIGHUP, `reexec()` replaces this process from inside the loop; if the
+    new code does not load or the exec fails, serving simply goes on.
+    """
     outcome = "unmounted"
     async with trio.open_nursery() as nursery:
+        heal_scope = trio.CancelScope()
+        heal_done = trio.Event()
+
+        async def heal():
+            try:
+                with heal_scope:
+                    await _heal(heal_mountpoint)
+            except OSError as err:  # e.g. the interpreter is gone: serving matters more
+                log.error("cannot re-bind containers' files from a dead mount: %s", err)
+            finally:
+                heal_done.set()
 
         async def stop_on_signal():
             nonlocal outcome
@@ -126,15 +143,15 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        if not _new_code_loads():
+                        if not await _new_code_loads():
                             continue  # keep serving with the code we have
-                        log.info("SIGHUP received: handing the mount to a fresh process")
-                        systemd.notify("RELOADING=1")
-                        outcome = "reexec"
-                    else:
-                        log.info("%s received: stopping", signal.Signals(signum).name)
-                        systemd.notify("STOPPING=1")
-                        outcome = "stop"
+                        heal_scope.cancel()  # its child would outlive the exec, never reaped
+                        await heal_done.wait()
+                        _try_reexec(reexec)
+                        continue  # the exec failed: still ours to serve
+                    log.info("%s received: stopping", signal.Signals(signum).name)
+                    systemd.notify("STOPPING=1")
+                    outcome = "stop"
                     pyfuse3.terminate()
                     return
 
@@ -142,7 +159,9 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
         if sampler is not None:
             nursery.start_soon(sampler.run)
         if heal_mountpoint is not None:
-            nursery.start_soon(_heal, heal_mountpoint)
+            nursery.start_soon(heal)
+        else:
+            heal_done.set()
         # One worker: every handler is synchronous (it never awaits), so more
         # workers add no concurrency, only a lock hand-off and a task switch
         # between them on every request.
@@ -163,19 +182,48 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
 
 async def _heal(mountpoint: str) -> None:
     """Re-bind containers' files left on a dead mount (a crash of the daemon before us)."""
-    result = await trio.run_process([sys.executable, "-m", "lxcfs_py", "remount", mountpoint], capture_stdout=True,
+    result = await trio.run_process(python_command("-m", "lxcfs_py", "remount", mountpoint), capture_stdout=True,
                                     capture_stderr=True, check=False)
     for line in (result.stdout + result.stderr).decode(errors="replace").splitlines():
         log.info("remount: %s", line)
 
 
-def _new_code_loads() -> bool:
-    """Before giving up the connection, make sure the code on disk starts (an upgrade may be broken)."""
-    check = subprocess.run([sys.executable, "-c", "import lxcfs_py.cli, lxcfs_py.daemon"], capture_output=True,
-                           text=True, timeout=60)
-    if check.returncode != 0:
-        log.error("SIGHUP ignored: the installed lxcfs-py does not load: %s", check.stderr.strip()[-500:])
-    return check.returncode == 0
+async def _new_code_loads() -> bool:
+    """Before giving up the connection, make sure the code on disk starts (an upgrade may be broken,
+    or the interpreter gone: an OS Python upgrade). Requests are served meanwhile."""
+    with trio.move_on_after(NEW_CODE_TIMEOUT):
+        try:
+            check = await trio.run_process(python_command("-c", "import lxcfs_py.cli, lxcfs_py.daemon"),
+                                           capture_stderr=True, check=False)
+        except OSError as err:
+            log.error("SIGHUP ignored: cannot run %s (%s); still serving with the running code", sys.executable,
+                      err.strerror)
+            return False
+        if check.returncode != 0:
+            reason = check.stderr.decode(errors="replace").strip().splitlines() or [f"exit {check.returncode}"]
+            log.error("SIGHUP ignored: the installed lxcfs-py does not load (%s); still serving with the running "
+                      "code", reason[-1])
+            return False
+        return True
+    log.error("SIGHUP ignored: loading the installed lxcfs-py took over %ds; still serving", NEW_CODE_TIMEOUT)
+    return False
+
+
+def _try_reexec(reexec) -> None:
+    """Run `reexec()`; it returns only if the exec failed, which leaves us serving as before."""
+    log.info("SIGHUP received: handing the mount to a fresh process")
+    systemd.notify("RELOADING=1")
+    try:
+        reexec()
+    except OSError as err:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+        log.error("SIGHUP ignored: cannot re-execute %s (%s); still serving with the running code", sys.executable,
+                  err.strerror)
+        systemd.notify("READY=1")
+
+
+def _keep_files_open(roots: Roots) -> None:
+    fsread.keep_open_under([roots.proc, roots.sys, roots.cgroup], roots.proc, _max_kept_files())
 
 
 def _max_kept_files() -> int:
@@ -224,7 +272,10 @@ def _connect(config: DaemonConfig, ops: LxcfsOperations) -> int | None:
 
 
 def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
-    """Replace this process with a fresh one (same pid) that keeps serving the same connection."""
+    """Replace this process with a fresh one (same pid) that keeps serving the same connection.
+
+    Returns (raising OSError) only if the exec failed; nothing is given up then.
+    """
     fuse_fd = _fuse_fd()
     state_fd = handover.write_memfd(ops.state.export())
     for fd in (fuse_fd, state_fd):
@@ -233,7 +284,12 @@ def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
     fsread.stop_keeping()
     logging.shutdown()
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)  # held for the new image's loop
-    os.execv(sys.executable, [sys.executable, "-m", "lxcfs_py", *argv, f"--handover={fuse_fd},{state_fd}"])
+    try:
+        os.execv(sys.executable, python_command("-m", "lxcfs_py", *argv, f"--handover={fuse_fd},{state_fd}"))
+    finally:  # reached only when the exec failed
+        os.close(state_fd)
+        os.set_inheritable(fuse_fd, False)
+        _keep_files_open(config.roots)
 
 
 def _leave_for_systemd_restart(ops: LxcfsOperations) -> None:
@@ -246,11 +302,13 @@ def _leave_for_systemd_restart(ops: LxcfsOperations) -> None:
 def run(config: DaemonConfig, on_mounted=None) -> None:
     """Mount and serve until SIGTERM/SIGINT or an external unmount; re-exec on SIGHUP.
 
-    Raises mounts.MountError with a one-line reason when it cannot start.
+    Raises mounts.MountError or daemon_files.StartError with a one-line reason when it cannot start.
     """
     # Hold SIGTERM and friends back until the trio loop handles them: one sent
     # right after READY=1 must unmount cleanly, not kill us with the mount up.
     signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    if config.pidfile:
+        daemon_files.check_pidfile(config.pidfile)  # fail before mounting, not after
     factory = CgroupFactory(config.roots.cgroup)
     state = DaemonState()  # what a successor takes over (see state.py)
     sampler = LoadSampler(config.roots, state.loads) if config.opts.loadavg else None
@@ -259,7 +317,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
     outcome = "stop"
     try:
         if config.pidfile:
-            _write_pidfile(config.pidfile)
+            daemon_files.write_pidfile(config.pidfile)
         if on_mounted is not None:
             on_mounted()
         log.info("serving %s (cgroup %s, %s)", config.mountpoint, factory.version_label(), config.opts)
@@ -272,12 +330,9 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
                 log.warning("cannot record this mount for a successor to heal from (%s): %s", heal_records.RECORD_DIR,
                             err)
         systemd.notify("READY=1")
-        roots = config.roots
-        fsread.keep_open_under([roots.proc, roots.sys, roots.cgroup], roots.proc, _max_kept_files())
+        _keep_files_open(config.roots)
         heal = config.mountpoint if adopted_fd is None and config.heal else None
-        outcome = trio.run(_serve, sampler, heal, adopted_fd)
-        if outcome == "reexec":
-            _reexec(config, ops)  # returns only if exec failed
+        outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops))
         if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():
             _leave_for_systemd_restart(ops)
             outcome = "handed-over"

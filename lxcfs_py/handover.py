@@ -18,9 +18,13 @@ things make that work with libfuse/pyfuse3:
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import socket
 import struct
+
+log = logging.getLogger("lxcfs_py")
 
 FUSE_INIT = 26
 FUSE_KERNEL_VERSION = 7
@@ -35,6 +39,8 @@ FUSE_MAX_PAGES = 1 << 22
 BOGUS_UNIQUE = 1 << 62  # no request has it: the kernel drops the INIT reply with ENOENT
 IN_HEADER = struct.Struct("=IIQQIIIHH")  # len, opcode, unique, nodeid, uid, gid, pid, total_extlen, padding
 INIT_IN = struct.Struct("=IIIII44x")  # major, minor, max_readahead, flags, flags2, unused
+OUT_HEADER = struct.Struct("=IiQ")  # len, error (for a notification: its code), unique (0: a notification)
+FUSE_NOTIFY_RESEND = 7
 
 
 def fake_init() -> bytes:
@@ -66,6 +72,24 @@ class Adoption:
         os.dup2(self.fuse_fd, self.session_fd)
         os.close(self.fuse_fd)
         self.feeder.close()
+        ask_resend(self.session_fd)
+
+
+def ask_resend(fuse_fd: int) -> None:
+    """Have the kernel queue again every request a process read but never answered.
+
+    After a crash under systemd's fd store, requests the dead process had read
+    would otherwise wait forever. Linux >= 6.9 (FUSE_NOTIFY_RESEND); after a
+    planned handover nothing is in flight and this moves nothing.
+    """
+    try:
+        os.write(fuse_fd, OUT_HEADER.pack(OUT_HEADER.size, FUSE_NOTIFY_RESEND, 0))
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOSYS):
+            log.warning("cannot ask the kernel to resend unanswered requests: %s", err.strerror)
+            return
+        log.warning("this kernel cannot resend requests a crashed daemon left unanswered (FUSE_NOTIFY_RESEND, "
+                    "Linux >= 6.9): readers caught in a crash wait until their container restarts")
 
 
 # -- the state that moves with the connection (what it holds: state.DaemonState) --------

@@ -17,9 +17,14 @@ description:
     VMs). On systemd hosts the M(lxcfs_py.fleet.lxcfs) role uses a unit instead.
   - The daemon counts as running only when the pid in O(pidfile) is alive, runs
     the wanted command line, and its mount answers reads.
-  - Only a process that has O(pidfile) on its command line is ever signalled; a
-    stale pidfile naming a pid since reused by another process is ignored, and a
-    daemon that has exited but not been reaped (a zombie) counts as stopped.
+  - Only the daemon is ever signalled. The process the pidfile names must run as
+    root in the module's pid and mount namespaces, run O(executable)'s
+    interpreter, and have C(-m lxcfs_py) (or O(executable)) and O(pidfile) on its
+    command line. A stale pidfile naming a pid since reused by another process,
+    or a container's process that forges the daemon's command line, is ignored;
+    a daemon that has exited but not been reaped (a zombie) counts as stopped.
+  - The daemon is started from C(/); it runs from there with an isolated interpreter,
+    so no code from Ansible's working directory or E(PYTHONPATH) runs as root.
   - A running daemon whose command line differs from the wanted one is
     restarted, so changed flags take effect.
 version_added: "0.1.0"
@@ -130,20 +135,62 @@ def alive(pid):
     return state not in ("Z", "X")
 
 
-def read_pid(pidfile):
+def read_pid(pidfile, executable):
     """The pid of the daemon that wrote `pidfile`, if it still runs.
 
     A stale pidfile may name a pid the kernel has since given to another
-    process: only a process started with this pidfile on its command line
-    counts, so nothing else is ever signalled."""
+    process, and a container's process can forge any command line: only a
+    process that is really the daemon counts, so nothing else is ever signalled."""
     try:
         with open(pidfile) as f:
             pid = int(f.read().strip())
     except (OSError, ValueError):
         return None
-    # a zombie's cmdline is empty, so an exited daemon does not count either
-    own = any(arg == pidfile or arg.endswith("=" + pidfile) or arg == "-p" + pidfile for arg in cmdline(pid))
-    return pid if own else None
+    return pid if is_daemon(pid, pidfile, executable) else None
+
+
+def is_daemon(pid, pidfile, executable):
+    """Root, in our pid and mount namespaces, running the daemon's interpreter with
+    lxcfs-py and `pidfile` on its command line (a zombie has no command line)."""
+    proc = "/proc/%d" % pid
+    try:
+        for ns in ("pid", "mnt"):
+            if os.readlink("%s/ns/%s" % (proc, ns)) != os.readlink("/proc/self/ns/%s" % ns):
+                return False
+        exe = os.readlink(proc + "/exe")
+        with open(proc + "/status") as f:
+            uids = next((line.split()[1:3] for line in f if line.startswith("Uid:")), None)
+    except OSError:
+        return False
+    if exe.endswith(DELETED):
+        exe = exe[: -len(DELETED)]  # the interpreter was upgraded under the running daemon
+    if uids != ["0", "0"] or exe != interpreter_of(executable):
+        return False
+    args = cmdline(pid)
+    runs_lxcfs_py = any(args[i:i + 2] == ["-m", "lxcfs_py"] for i in range(len(args))) or \
+        (len(args) > 1 and os.path.realpath(args[1]) == os.path.realpath(executable))
+    names_pidfile = any(arg == pidfile or arg.endswith("=" + pidfile) or arg == "-p" + pidfile for arg in args)
+    return runs_lxcfs_py and names_pidfile
+
+
+DELETED = " (deleted)"
+
+
+def interpreter_of(executable):
+    """The real path of the interpreter `executable` runs with: its #! line (also pip's
+    /bin/sh form for long paths), or the executable itself."""
+    try:
+        with open(executable, "rb") as f:
+            head = f.read(4096).decode("utf-8", "replace").splitlines()
+    except OSError:
+        head = []
+    if head and head[0].startswith("#!"):
+        words = head[0][2:].split()
+        if words[:1] == ["/bin/sh"] and len(head) > 1 and "exec' " in head[1]:
+            words = head[1].split("exec' ", 1)[1].split()
+        if words:
+            return os.path.realpath(words[0].strip("'\""))
+    return os.path.realpath(executable)
 
 
 def cmdline(pid):
@@ -199,8 +246,9 @@ def start(module):
         module.fail_json(msg="%s is not an executable; install lxcfs-py first (role lxcfs_py.fleet.lxcfs)"
                          % params["executable"])
     command = [params["executable"]] + wanted_args(params)
-    # the daemon forks to the background itself and exits once it has mounted
-    rc, out, err = module.run_command(command)
+    # the daemon forks to the background itself and exits once it has mounted; from / so
+    # that nothing in Ansible's working directory can be imported
+    rc, out, err = module.run_command(command, cwd="/")
     if rc != 0:
         module.fail_json(msg="lxcfs-py failed to start: %s" % (err.strip() or out.strip()), cmd=command, rc=rc)
     if not wait_for(lambda: mount_state(params["mountpoint"]) == "live", params["timeout"]):
@@ -239,7 +287,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    pid = read_pid(params["pidfile"])
+    pid = read_pid(params["pidfile"], params["executable"])
     current = cmdline(pid) if pid else []
     state = mount_state(params["mountpoint"])
     running = pid is not None and state == "live"
@@ -262,7 +310,7 @@ def main():
             stop(module, pid)
             if params["state"] != "stopped":
                 start(module)
-        pid = read_pid(params["pidfile"])
+        pid = read_pid(params["pidfile"], params["executable"])
         current = cmdline(pid) if pid else []
         state = mount_state(params["mountpoint"])
 

@@ -14,8 +14,8 @@ ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 PYTHON = "/usr/bin/python3"
 
 
-def run_module(module, args, check=False, diff=False):
-    """(result dict, full output) of one ad-hoc run of `module`."""
+def run_module(module, args, check=False, diff=False, cwd=REPO):
+    """(result dict, full output) of one ad-hoc run of `module`, from `cwd` (the module's working directory)."""
     command = [ANSIBLE, "localhost", "-i", "localhost,", "-c", "local",
                "-e", "ansible_python_interpreter=%s" % PYTHON, "-m", module, "-a", json.dumps(args)]
     if check:
@@ -23,8 +23,9 @@ def run_module(module, args, check=False, diff=False):
     if diff:
         command.append("--diff")
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="default",
-               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_DEPRECATION_WARNINGS="0")
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_DEPRECATION_WARNINGS="0",
+               ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     output = proc.stdout + proc.stderr
     marker = output.find("localhost | ")
     assert marker >= 0, output

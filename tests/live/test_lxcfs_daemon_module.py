@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -65,7 +66,9 @@ def test_a_pidfile_naming_another_process_signals_nothing(paths):
 def test_a_daemon_that_exited_unreaped_counts_as_stopped(paths):
     # in a container whose PID 1 never reaps, an exited daemon stays a zombie:
     # here the test is its parent and does not reap it until the module is done
-    daemon = subprocess.Popen(["/usr/bin/python3", "-c", "import time; time.sleep(300)", "-p", paths["pidfile"]])
+    # (the daemon's interpreter and command line: it passes every check the module makes)
+    daemon = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "-m", "lxcfs_py",
+                               "-p", paths["pidfile"]])
     try:
         with open(paths["pidfile"], "w") as f:
             f.write("%d\n" % daemon.pid)
@@ -96,3 +99,45 @@ def test_reloaded_hands_over_and_restarts_for_new_flags(paths):
     flagged, output = adhoc.run_module(MODULE, {**paths, "state": "reloaded", "args": ["--enable-cfs"]})
     assert flagged["changed"] and flagged["pid"] != started["pid"], output
     assert "--enable-cfs" in flagged["cmdline"] and flagged["mount"] == "live", output
+
+
+def test_started_from_a_trapped_directory_runs_only_the_installed_code(paths, tmp_path):
+    """Ansible's working directory holds an lxcfs_py package: neither the daemon, its heal step nor a reload runs it."""
+    marker = tmp_path / "marker"
+    package = tmp_path / "trap" / "lxcfs_py"
+    package.mkdir(parents=True)
+    for name in ("__init__.py", "__main__.py", "cli.py"):
+        (package / name).write_text("open(%r, 'a').write('imported\\n')\n" % str(marker))
+    started, output = adhoc.run_module(MODULE, paths, cwd=package.parent)
+    assert started["mount"] == "live", output
+    assert os.readlink("/proc/%d/cwd" % started["pid"]) == "/"
+    reloaded, output = adhoc.run_module(MODULE, {**paths, "state": "reloaded"}, cwd=package.parent)
+    assert reloaded["pid"] == started["pid"] and reloaded["mount"] == "live", output
+    assert not marker.exists(), "code from Ansible's working directory ran as root"
+
+
+def test_a_process_forging_the_daemons_command_line_in_another_pid_namespace_is_not_signalled(paths):
+    # a container's process: the daemon's interpreter and command line, but its own pid namespace
+    forger = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c",
+                               "import time; time.sleep(300)", "-m", "lxcfs_py", "-p", paths["pidfile"],
+                               "--log-file", paths["log_file"], paths["mountpoint"]])
+    try:
+        assert daemons.wait_for(lambda: children(forger.pid), 10)
+        host_pid = children(forger.pid)[0]
+        assert daemons.wait_for(lambda: b"lxcfs_py" in open("/proc/%d/cmdline" % host_pid, "rb").read(), 10)
+        with open(paths["pidfile"], "w") as f:
+            f.write("%d\n" % host_pid)
+        result, output = adhoc.run_module(MODULE, {**paths, "state": "stopped"})
+        assert result["_status"] == "SUCCESS" and result["pid"] is None, output
+        assert process_state(host_pid) not in ("gone", "Z"), "the module signalled a forged daemon"
+    finally:
+        forger.kill()
+        forger.wait()
+
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
