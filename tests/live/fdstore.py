@@ -23,7 +23,7 @@ import time
 
 from tests.live import daemons
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = daemons.scaled(30.0)
 
 
 class FdStore:

@@ -11,7 +11,7 @@ from tests.live import daemons
 from tests.live.cgroups import MEMORY_ROOT, memory_cgroups
 from tests.live.fdstore import FdStore
 
-ANSWER_WITHIN = 2.0  # seconds after the next daemon is ready
+ANSWER_WITHIN = daemons.scaled(2.0)  # seconds after the next daemon is ready
 
 
 def blocked_opening_a_fifo(pid: int) -> bool:
