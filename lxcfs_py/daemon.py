@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pyfuse3
 import trio
 
-from lxcfs_py import daemon_files, fsread, handover, heal_records, kernel_mounts, mounts, remount, systemd
+from lxcfs_py import daemon_files, fsread, handover, heal_records, kernel_mounts, mounts, remount, signals, systemd
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
@@ -67,7 +67,6 @@ SPIN_SECONDS = 50e-6
 # runs the signal handler and the loadavg sampler).
 SPIN_YIELD_EVERY = 64
 NEW_CODE_TIMEOUT = 60  # seconds the SIGHUP check may take to import the installed code
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def _fuse_fd() -> int | None:
@@ -116,11 +115,13 @@ def _single_worker_wait(fd: int, spin: float):
     return wait_fuse_readable
 
 
-async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None, reexec) -> str:
+async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None, reexec,
+                 toggle) -> str:
     """Serve until a signal; return why we stopped: 'stop' or 'unmounted'.
 
-    On SIGHUP, `reexec()` replaces this process from inside the loop; if the
-    new code does not load or the exec fails, serving simply goes on.
+    On SIGHUP or SIGUSR1, `reexec()` replaces this process from inside the
+    loop; if the new code does not load or the exec fails, serving simply
+    goes on. SIGUSR2 calls `toggle()`. See signals.py.
     """
     outcome = "unmounted"
     async with trio.open_nursery() as nursery:
@@ -138,18 +139,25 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
 
         async def stop_on_signal():
             nonlocal outcome
-            with trio.open_signal_receiver(*HANDLED_SIGNALS) as signals:
+            with trio.open_signal_receiver(*signals.HANDLED) as received:
                 # signals that came while we were starting were held back (see run); take them now
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        if not await _new_code_loads():
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
+                async for signum in received:
+                    if signum in signals.RELOAD:
+                        if not await _new_code_loads(signum):
                             continue  # keep serving with the code we have
                         heal_scope.cancel()  # its child would outlive the exec, never reaped
                         await heal_done.wait()
-                        _try_reexec(reexec)
+                        _try_reexec(reexec, signum)
                         continue  # the exec failed: still ours to serve
-                    log.info("%s received: stopping", signal.Signals(signum).name)
+                    if signum in signals.TOGGLE:
+                        toggle()
+                        continue
+                    if signum in signals.IGNORED:
+                        log.info("%s received: ignored (SIGTERM stops, SIGHUP or SIGUSR1 reloads)",
+                                 signals.name(signum))
+                        continue
+                    log.info("%s received: stopping", signals.name(signum))
                     systemd.notify("STOPPING=1")
                     outcome = "stop"
                     pyfuse3.terminate()
@@ -188,7 +196,7 @@ async def _heal(mountpoint: str) -> None:
         log.info("remount: %s", line)
 
 
-async def _new_code_loads() -> bool:
+async def _new_code_loads(signum: int) -> bool:
     """Before giving up the connection, make sure the code on disk starts (an upgrade may be broken,
     or the interpreter gone: an OS Python upgrade). Requests are served meanwhile."""
     with trio.move_on_after(NEW_CODE_TIMEOUT):
@@ -196,29 +204,30 @@ async def _new_code_loads() -> bool:
             check = await trio.run_process(python_command("-c", "import lxcfs_py.cli, lxcfs_py.daemon"),
                                            capture_stderr=True, check=False)
         except OSError as err:
-            log.error("SIGHUP ignored: cannot run %s (%s); still serving with the running code", sys.executable,
-                      err.strerror)
+            log.error("%s ignored: cannot run %s (%s); still serving with the running code", signals.name(signum),
+                      sys.executable, err.strerror)
             return False
         if check.returncode != 0:
             reason = check.stderr.decode(errors="replace").strip().splitlines() or [f"exit {check.returncode}"]
-            log.error("SIGHUP ignored: the installed lxcfs-py does not load (%s); still serving with the running "
-                      "code", reason[-1])
+            log.error("%s ignored: the installed lxcfs-py does not load (%s); still serving with the running "
+                      "code", signals.name(signum), reason[-1])
             return False
         return True
-    log.error("SIGHUP ignored: loading the installed lxcfs-py took over %ds; still serving", NEW_CODE_TIMEOUT)
+    log.error("%s ignored: loading the installed lxcfs-py took over %ds; still serving", signals.name(signum),
+              NEW_CODE_TIMEOUT)
     return False
 
 
-def _try_reexec(reexec) -> None:
+def _try_reexec(reexec, signum: int) -> None:
     """Run `reexec()`; it returns only if the exec failed, which leaves us serving as before."""
-    log.info("SIGHUP received: handing the mount to a fresh process")
+    log.info("%s received: handing the mount to a fresh process", signals.name(signum))
     systemd.notify("RELOADING=1")
     try:
         reexec()
     except OSError as err:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
-        log.error("SIGHUP ignored: cannot re-execute %s (%s); still serving with the running code", sys.executable,
-                  err.strerror)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
+        log.error("%s ignored: cannot re-execute %s (%s); still serving with the running code", signals.name(signum),
+                  sys.executable, err.strerror)
         systemd.notify("READY=1")
 
 
@@ -283,7 +292,7 @@ def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
     argv = [a for a in config.argv if not a.startswith("--handover")]
     fsread.stop_keeping()
     logging.shutdown()
-    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)  # held for the new image's loop
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)  # held for the new image's loop
     try:
         os.execv(sys.executable, python_command("-m", "lxcfs_py", *argv, f"--handover={fuse_fd},{state_fd}"))
     finally:  # reached only when the exec failed
@@ -306,7 +315,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
     """
     # Hold SIGTERM and friends back until the trio loop handles them: one sent
     # right after READY=1 must unmount cleanly, not kill us with the mount up.
-    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)
     if config.pidfile:
         daemon_files.check_pidfile(config.pidfile)  # fail before mounting, not after
     factory = CgroupFactory(config.roots.cgroup)
@@ -332,7 +341,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         systemd.notify("READY=1")
         _keep_files_open(config.roots)
         heal = config.mountpoint if adopted_fd is None and config.heal else None
-        outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops))
+        outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops), ops.toggle_virtualization)
         if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():
             _leave_for_systemd_restart(ops)
             outcome = "handed-over"

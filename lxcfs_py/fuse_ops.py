@@ -79,6 +79,7 @@ class LxcfsOperations(pyfuse3.Operations):
         self.handles = self.state.handles
         self.dir_handles = self.state.dir_handles
         self.on_init = None
+        self.virtualize = True  # SIGUSR2 switches it, as in LXCFS
         self._logged: set[tuple] = set()
         self._started = time.time_ns()
 
@@ -95,7 +96,13 @@ class LxcfsOperations(pyfuse3.Operations):
         return self._request_of(self.resolver.resolve(ctx.pid))
 
     def _request_of(self, caller: Caller) -> Request:
-        return Request(self.roots, self.opts, caller.cgroup, caller.init_pid, self.sampler, self.state.cpu_views)
+        cgroup = caller.cgroup if self.virtualize else None  # None: the host's own files
+        return Request(self.roots, self.opts, cgroup, caller.init_pid, self.sampler, self.state.cpu_views)
+
+    def toggle_virtualization(self) -> None:
+        """LXCFS's SIGUSR2: serve every caller the host's files, or their own again."""
+        self.virtualize = not self.virtualize
+        log.warning("Switched into %svirtualization mode", "" if self.virtualize else "non-")
 
     def _path(self, inode: int) -> str:
         try:
