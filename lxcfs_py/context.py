@@ -39,6 +39,7 @@ class Request:
     init_pid: int  # pid (in the daemon's namespace) of the caller's pid-namespace init
     sampler: LoadSampler | None = field(default=None)
     views: dict[str, CpuView] | None = None  # --enable-cfs counters kept between reads (the daemon's state)
+    floors: dict[str, dict[str, list[int]]] | None = None  # the highest counters shown (files/counters.py)
     memo: dict = field(default_factory=dict)  # values several handlers need once per request
 
     def proc(self, *parts: str) -> str:

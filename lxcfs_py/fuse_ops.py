@@ -97,7 +97,8 @@ class LxcfsOperations(pyfuse3.Operations):
 
     def _request_of(self, caller: Caller) -> Request:
         cgroup = caller.cgroup if self.virtualize else None  # None: the host's own files
-        return Request(self.roots, self.opts, cgroup, caller.init_pid, self.sampler, self.state.cpu_views)
+        return Request(self.roots, self.opts, cgroup, caller.init_pid, self.sampler, self.state.cpu_views,
+                       self.state.floors)
 
     def toggle_virtualization(self) -> None:
         """LXCFS's SIGUSR2: serve every caller the host's files, or their own again."""

@@ -74,7 +74,8 @@ class Handle:
         if self.render is None:
             return read_bytes(self.host_path)
         req = self.req  # a fresh memo per render
-        return self.render(Request(req.roots, req.opts, req.cgroup, req.init_pid, req.sampler, req.views))
+        return self.render(Request(req.roots, req.opts, req.cgroup, req.init_pid, req.sampler, req.views,
+                                   req.floors))
 
 
 class DaemonState:
@@ -92,6 +93,7 @@ class DaemonState:
         self.dir_owners: dict[int, Owner] = {}
         self.paths: dict[int, str] = {ROOT_INODE: ""}
         self.cpu_views: dict[str, CpuView] = {}
+        self.floors: dict[str, dict[str, list[int]]] = {}  # per container, the highest counters shown
         self.loads: dict[str, Load] = {}
         self.held_handles: dict[Owner, int] = {}
         self.held_bytes: dict[Owner, int] = {}
@@ -176,6 +178,7 @@ class DaemonState:
             "dirs": {str(fh): entries for fh, entries in self.dir_handles.items()},
             "dir_owners": {str(fh): owner for fh, owner in self.dir_owners.items()},
             "cpu_views": {key: dataclasses.asdict(view) for key, view in self.cpu_views.items()},
+            "floors": self.floors,
             "loads": {d: dataclasses.asdict(load) for d, load in self.loads.items()},
         }
         return json.dumps(state).encode()
@@ -268,6 +271,10 @@ class DaemonState:
                                           view={int(c): Usage(**u) for c, u in view["view"].items()},
                                           last_idle_sum=view["last_idle_sum"])
 
+    def _read_floors(self, value, revive) -> None:
+        for key, lines in value.items():
+            self.floors[str(key)] = {str(label): [int(v) for v in values] for label, values in lines.items()}
+
     def _read_loads(self, value, revive) -> None:
         self.loads.update({d: Load(**load) for d, load in value.items()})
 
@@ -281,5 +288,6 @@ _FIELDS: dict[str, tuple[Callable, str]] = {
     "dirs": (DaemonState._read_dirs, "directory listings opened before get EBADF"),
     "dir_owners": (DaemonState._read_dir_owners, "inherited listings are charged to the host"),
     "cpu_views": (DaemonState._read_cpu_views, "--enable-cfs CPU counters start afresh"),
+    "floors": (DaemonState._read_floors, "/proc/stat counters may show a tick less than before the restart"),
     "loads": (DaemonState._read_loads, "load averages start from 0"),
 }

@@ -7,7 +7,9 @@ import re
 from lxcfs_py.cgroups.base import CpuTime
 from lxcfs_py.context import Request
 from lxcfs_py.files import cpus
+from lxcfs_py.files.counters import never_backwards
 from lxcfs_py.files.cpuview import CpuView, Usage
+from lxcfs_py.files.uptime import init_start_ticks
 from lxcfs_py.fsread import read_bytes
 from lxcfs_py.host import CLK_TCK
 
@@ -91,6 +93,24 @@ def render_view_text(host_text: str, allowed: set[int], times: dict[int, CpuTime
     return "".join(out + lines[rest_from:])
 
 
+def as_the_container_saw_it(text: str, floors, key: str, start_ticks: int, hz: int = CLK_TCK) -> str:
+    """CPU counters never below what this container was shown before (see counters.py), and btime the
+    container's start, as its uptime is its init's age (psutil's boot_time(), `uptime -s`)."""
+    lines = text.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        label, _, rest = line.partition(" ")
+        if label.startswith("cpu"):
+            numbers = rest.split()
+            if not all(n.isdigit() for n in numbers):
+                continue
+            values = never_backwards(floors, key, label, [int(n) for n in numbers])
+            spacing = rest[: len(rest) - len(rest.lstrip(" "))]
+            lines[index] = f"{label} {spacing}{' '.join(map(str, values))}\n"
+        elif label == "btime" and rest.strip().isdigit():
+            lines[index] = f"btime {int(rest) + start_ticks // hz}\n"
+    return "".join(lines)
+
+
 def render(req: Request) -> bytes:
     host = read_bytes(req.proc("stat"))
     if req.cgroup is None:
@@ -105,6 +125,8 @@ def render(req: Request) -> bytes:
             if len(views) >= MAX_VIEWS:
                 views.pop(next(iter(views)))
             view = views[key] = CpuView()
-        return render_view_text(host.decode(), allowed, times, view, cpus.max_cpus(req),
-                                cpus.exact_cpus(req)).encode()
-    return render_text(host.decode(), allowed, times).encode()
+        text = render_view_text(host.decode(), allowed, times, view, cpus.max_cpus(req), cpus.exact_cpus(req))
+    else:
+        text = render_text(host.decode(), allowed, times)
+    key = req.cgroup.dir(req.cgroup.cpu_controller) or ""
+    return as_the_container_saw_it(text, req.floors, key, init_start_ticks(req)).encode()

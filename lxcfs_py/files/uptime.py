@@ -14,9 +14,13 @@ def render_text(host_uptime: float, init_start_ticks: int, busy_ns: int | None, 
     return f"{age:.2f} {idle:.2f}\n"
 
 
+def init_start_ticks(req: Request) -> int:
+    """When the container's init started, in clock ticks since the host booted."""
+    return starttime_ticks(read_text(req.proc(str(req.init_pid), "stat")))
+
+
 def render(req: Request) -> bytes:
     host = read_bytes(req.proc("uptime"))
     if req.cgroup is None:
         return host
-    start = starttime_ticks(read_text(req.proc(str(req.init_pid), "stat")))
-    return render_text(uptime_seconds(host.decode()), start, req.cgroup.cpu_usage_total()).encode()
+    return render_text(uptime_seconds(host.decode()), init_start_ticks(req), req.cgroup.cpu_usage_total()).encode()

@@ -219,7 +219,7 @@ def stat_tol(label: str, index: int, at: Where) -> Tol:
         # redistribution and partial-CPU idle cut, which depend on the instant of each read.
         return Tol(abs=5)
     if label == "btime":
-        return EXACT
+        return ANY  # on purpose: lxcfs-py shows the container's start (test_counters.py), LXCFS the host's boot
     if label in ("procs_running", "procs_blocked"):
         return ANY
     return BRACKET  # intr, ctxt, processes, softirq: monotonic host counters

@@ -19,6 +19,8 @@ from lxcfs_py.sampler import LoadSampler
 from tests.fixtures import trees
 
 HOST = "the host's file"  # expected: the host's file verbatim
+# expected: the host's /proc/stat, but btime the container's start (its init started 500 s after the host)
+HOST_STAT_CONTAINER_BTIME = trees.host_stat().replace("btime 1700000000", "btime 1700000500")
 HOST_FILES = {"proc/meminfo": trees.HOST_MEMINFO, "proc/stat": trees.host_stat(),
               "proc/diskstats": trees.HOST_DISKSTATS, "proc/slabinfo": trees.HOST_SLABINFO,
               "proc/cpuinfo": trees.HOST_CPUINFO}
@@ -104,7 +106,7 @@ SCENARIOS = [
     # meminfo and swaps let FileNotFoundError through: the FUSE adapter then resolves the
     # caller afresh (see test_fuse_ops); the other files fall back to the host's values
     Scenario("cgroup removed after resolving", remove_cgroup, expected={
-        **ALL_CPUS, "proc/meminfo": FileNotFoundError, "proc/swaps": FileNotFoundError, "proc/stat": HOST,
+        **ALL_CPUS, "proc/meminfo": FileNotFoundError, "proc/swaps": FileNotFoundError, "proc/stat": HOST_STAT_CONTAINER_BTIME,
         "proc/diskstats": HOST, "proc/slabinfo": HOST, "proc/uptime": "500.50 500.50\n"}),
     Scenario("init exited after resolving", init_pid=4242, expected={"proc/uptime": FileNotFoundError}),
 ]

@@ -11,6 +11,8 @@ from lxcfs_py.host import CLK_TCK
 from tests.fixtures.trees import HOST_CPU_FIELDS, HOST_STAT_TAIL, SEC, host_stat, write
 
 pytestmark = pytest.mark.skipif(CLK_TCK != 100, reason="expected values are written for USER_HZ 100")
+# a container's btime is its start: its init (pid 1000 in the fixtures) started 500 s after the host booted
+CONTAINER_TAIL = HOST_STAT_TAIL.replace("btime 1700000000", "btime 1700000500")
 
 
 def render(fake, cgroup="/docker/abc", views=None, **opts) -> str:
@@ -24,7 +26,7 @@ def test_v1_container_time_on_physical_cpu_numbers(v1):
         "cpu  700 0 400 21370 0 0 0 0 0 0\n"
         "cpu1 500 0 300 10040 0 0 0 0 0 0\n"  # idle 9000 + (1840 host busy - 800 container)
         "cpu3 200 0 100 11330 0 0 0 0 0 0\n"  # idle 10000 + (1630 - 300)
-        + HOST_STAT_TAIL
+        + CONTAINER_TAIL
     )
 
 
@@ -43,7 +45,7 @@ def test_v2_host_lines_of_the_cpuset(v2):
         "cpu  2100 20 1100 19000 200 0 50 0 0 0\n"
         "cpu1 1100 10 600 9000 100 0 30 0 0 0\n"
         "cpu3 1000 10 500 10000 100 0 20 0 0 0\n"
-        + HOST_STAT_TAIL
+        + CONTAINER_TAIL
     )
 
 
@@ -74,7 +76,7 @@ def test_view_first_read_is_all_zero_on_quota_cpus(v1):
         "cpu  0 0 0 0 0 0 0 0 0 0\n"
         "cpu0 0 0 0 0 0 0 0 0 0 0\n"
         "cpu1 0 0 0 0 0 0 0 0 0 0\n"
-        + HOST_STAT_TAIL
+        + CONTAINER_TAIL
     )
 
 
@@ -95,3 +97,27 @@ def test_view_moves_time_from_hidden_cpus_and_trims_idle(v1_rw):
         "cpu0 0 0 0 0 0 0 0 0 0 0",
         "cpu1 100 0 0 50 0 0 0 0 0 0",
     ]
+
+
+def test_btime_is_the_containers_start_and_the_hosts_for_the_host(v1):
+    assert "btime 1700000500\n" in render(v1)
+    assert "btime 1700000000\n" in stat.render(v1.req(None)).decode()
+
+
+def test_no_counter_runs_backwards_for_a_container(v1_rw):
+    """The host's ticks lag the cgroup's exact CPU time: the derived idle time must not shrink."""
+    floors = {}
+
+    def read():
+        return stat.render(v1_rw.req("/docker/abc", floors=floors)).decode().splitlines()[:3]
+
+    first = read()
+    # the container burnt 1 s more on cpu1 while the host's tick-sampled busy time did not move yet
+    write(v1_rw.cg_file("/docker/abc", "cpuacct.usage_all"),
+          "cpu user system\n0 0 0\n1 6000000000 3000000000\n2 0 0\n3 2000000000 1000000000\n")
+    second = read()
+    assert second[1].split()[:2] == ["cpu1", "600"]  # the new time shows
+    for before, after in zip(first, second):
+        assert all(int(b) <= int(a) for b, a in zip(before.split()[1:], after.split()[1:])), (before, after)
+    # without the kept floors (a fresh daemon, or the host) the idle time would have dropped
+    assert int(stat.render(v1_rw.req("/docker/abc")).decode().splitlines()[1].split()[4]) < int(first[1].split()[4])

@@ -117,6 +117,7 @@ def exported(fake) -> tuple[dict, LxcfsOperations, int]:
     run(old.read, fh, 0, 10)
     old.state.cpu_views["/cpuset/docker/abc"] = CpuView({0: Usage(1, 2, 3)}, {0: Usage(1, 2, 0)}, 4)
     old.state.loads["/sys/fs/cgroup/x"] = Load([1, 2, 3], 1, 2, 3)
+    old.state.floors["/sys/fs/cgroup/cpu/docker/abc"] = {"cpu1": [5, 0, 3, 100, 0, 0, 0, 0, 0, 0]}
     return json.loads(old.state.export()), old, fh
 
 
@@ -134,6 +135,7 @@ def test_an_unknown_field_is_ignored_with_one_line(fake, caplog):
     assert len(warnings) == 1 and "from_the_future" in warnings[0]
     assert run(new.read, fh, 10, 1 << 20) == old.handles[fh].content[10:]
     assert new.state.cpu_views == old.state.cpu_views and new.state.loads == old.state.loads
+    assert new.state.floors == old.state.floors  # counters shown before a restart stay floors after it
 
 
 @pytest.mark.parametrize("missing", sorted(_FIELDS))
@@ -149,7 +151,7 @@ def test_a_missing_field_costs_one_line_and_nothing_else(fake, caplog, missing):
 
 
 @pytest.mark.parametrize("field, value", [("handles", 5), ("epoch", "x"), ("paths", [1]), ("cpu_views", {"a": 1}),
-                                          ("handles", [{"fh": 1}])])
+                                          ("handles", [{"fh": 1}]), ("floors", {"a": {"cpu": ["x"]}})])
 def test_a_bad_field_costs_one_line_and_the_rest_is_taken(fake, caplog, field, value):
     saved, old, fh = exported(fake)
     saved[field] = value
