@@ -5,6 +5,7 @@
 #
 # Usage: build-images.sh [IMAGE...]     (default: workload)
 #   workload  lxcfs-py/workload:bookworm  minimal bookworm with procps + util-linux
+#   programs  lxcfs-py/programs:bookworm  the workload plus python3-psutil, nodejs, sysstat
 #   node      lxcfs-py/node:bookworm      systemd-booting bookworm "host" for the
 #             Molecule scenarios (docker.io, fuse3, python3...), plus the workload
 #             image saved as $CACHE/workload-bookworm.image.tar (`docker save`)
@@ -115,6 +116,15 @@ build_workload() {
            'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 }
 
+# The real programs whose view of a limited container the tests check: psutil,
+# Node.js's os module, sysstat, lscpu, procps.
+build_programs() {
+    build_rootfs_image "lxcfs-py/programs:$SUITE" "$CACHE/programs-$SUITE.tar" \
+        --variant=minbase --include=procps,util-linux,sysstat,python3-psutil,nodejs \
+        -- 'CMD ["/bin/bash"]' \
+           'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+}
+
 # --- node image (Molecule) ----------------------------------------------------
 # A Debian 12 "host" that boots systemd as PID 1 in a container and already has
 # everything the roles install (lxcfs: fuse3, python3-venv; docker_lxcfs:
@@ -204,6 +214,9 @@ flock 9
 (($#)) || set -- workload
 for image in "$@"; do
     case $image in
+    programs)
+        build_programs
+        ;;
     workload)
         # Plain container for /proc-view tests: free/uptime/top (procps),
         # nproc/cat (coreutils), lscpu (util-linux). No systemd, no python.
@@ -221,7 +234,7 @@ for image in "$@"; do
         ROOTFS_HOOK=""
         ;;
     *)
-        die "unknown image '$image' (known: workload, node)"
+        die "unknown image '$image' (known: workload, programs, node)"
         ;;
     esac
 done

@@ -15,7 +15,7 @@ if ! timeout 5 docker info >/dev/null 2>&1; then
     # we started it, so we stop it: leave the machine as we found it
     trap 'kill "$(cat "$DOCKERD_PIDFILE")" 2>/dev/null || true' EXIT
 fi
-bash "$REPO/scripts/build-images.sh" workload
+bash "$REPO/scripts/build-images.sh" workload programs
 
 cd "$REPO"
 .venv/bin/python -m pytest tests "$@"

@@ -30,6 +30,13 @@ def docker():
         subprocess.run(["bash", os.path.join(REPO, "scripts", script)], check=True)
 
 
+@pytest.fixture(scope="session")
+def programs_image(docker):
+    """The image with the real programs the tests run (psutil, Node.js, sysstat, util-linux, procps)."""
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "build-images.sh"), "programs"], check=True)
+    return "lxcfs-py/programs:bookworm"
+
+
 @pytest.fixture
 def start_daemon(tmp_path_factory):
     """start_daemon(flags, ref=False) -> Daemon; every daemon is stopped and unmounted after the test."""
