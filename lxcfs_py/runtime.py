@@ -17,8 +17,9 @@ PID namespace, the wrapper unshares a time namespace whose CLOCK_BOOTTIME and
 CLOCK_MONOTONIC start at 0, then execs runc, which (like every runtime that does
 not manage time namespaces itself) hands it down to the container. The kernel
 then shows the container's processes start times, /proc/uptime and btime
-relative to that zero, so `ps` agrees with lxcfs-py's uptime. `exec` joins the
-container init's time namespace first. auto (the default): when the kernel has
+relative to that zero, so `ps` agrees with lxcfs-py's uptime. Every other
+command on a container (start, state, exec, kill, ...) runs in its init's time
+namespace. auto (the default): when the kernel has
 time namespaces (5.6) and the spec does not ask for one itself.
 
 Options may also come from the environment (LXCFS_PY_MOUNTPOINT, LXCFS_PY_RUNC,
@@ -43,9 +44,6 @@ _RUNC_GLOBAL_WITH_VALUE = {"log", "log-format", "root", "criu", "rootless"}
 # options of `runc create` / `run` / `restore` that take a value
 _CREATE_WITH_VALUE = {"bundle", "b", "console-socket", "pid-file", "preserve-fds", "image-path", "work-path",
                       "manage-cgroups-mode", "empty-ns", "lsm-profile", "lsm-mount-context"}
-# options of `runc exec` that take a value (the container id is the first argument after them)
-_EXEC_WITH_VALUE = {"console-socket", "cwd", "env", "e", "user", "u", "additional-gids", "g", "process", "p",
-                    "apparmor", "process-label", "pid-file", "cap", "c", "preserve-fds", "cgroup"}
 _WRAPPER_OPTIONS = {"--lxcfs-mountpoint": "mountpoint", "--lxcfs-runc": "runc", "--lxcfs-timeout": "timeout",
                     "--lxcfs-timens": "timens"}
 TIMENS_MODES = ("auto", "on", "off")
@@ -138,22 +136,6 @@ def find_bundle(command_args):
             i += 1  # its value, even one that starts with '-'
         i += 1
     return "."
-
-
-def find_exec_container(command_args):
-    """The container id of an `exec` command's arguments (its first non-option), or None."""
-    i = 0
-    while i < len(command_args):
-        arg = command_args[i]
-        if arg == "--":
-            return command_args[i + 1] if i + 1 < len(command_args) else None
-        name = _option_name(arg)
-        if name is None:
-            return arg
-        if name in _EXEC_WITH_VALUE and "=" not in arg:
-            i += 1
-        i += 1
-    return None
 
 
 # ---------------------------------------------------------------- the spec
@@ -293,16 +275,24 @@ def rewrite_config(bundle, mountpoint):
     return spec, added
 
 
-def container_pid(runc, global_args, container_id):
-    """The pid of a container's init, from `runc state` (the same --root and other global options)."""
-    import json
-    import subprocess
+def container_init_pid(root, command_args):
+    """The init pid a runtime recorded for the container named in `command_args`, or None.
 
-    try:
-        out = subprocess.run([runc, *global_args, "state", container_id], capture_output=True, timeout=30, check=True)
-        return int(json.loads(out.stdout)["pid"])
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError) as err:
-        raise WrapperError(f"cannot find the init of container {container_id} with `{runc} state`: {err}") from None
+    The container id is the first argument naming a state directory under `root`:
+    runc's <root>/<id>/state.json ("init_process_pid") or crun's <root>/<id>/status ("pid").
+    """
+    import json
+
+    for arg in command_args:
+        if arg.startswith("-") or "/" in arg or arg in (".", ".."):
+            continue
+        for name, key in (("state.json", "init_process_pid"), ("status", "pid")):
+            try:
+                with open(os.path.join(root, arg, name), "rb") as f:
+                    return int(json.load(f)[key])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return None
 
 
 def enter_timens(spec, mode):
@@ -316,38 +306,49 @@ def enter_timens(spec, mode):
 
 
 def join_container_timens(runc, runc_args, command):
-    """`exec` runs in the container init's time namespace, so `docker exec c ps` agrees with the container."""
+    """Run every other command on a container in its init's time namespace, best effort.
+
+    runc (like crun) tells its init from a reused pid by the start time it read at
+    `create`, in the new namespace: it must read it there again, or it would think the
+    container stopped. And `exec` must start processes in the container's namespace.
+    """
     from lxcfs_py import timens
 
-    container_id = find_exec_container(runc_args[command + 1:])
-    if container_id is None or not timens.supported():
+    if not timens.supported():
+        return
+    root = _global_value(runc_args[:command], "root") or f"/run/{os.path.basename(runc)}"
+    pid = container_init_pid(root, runc_args[command + 1:])
+    if pid is None:
         return
     try:
-        timens.join(container_pid(runc, runc_args[:command], container_id))
-    except timens.TimensError as err:
-        raise WrapperError(str(err)) from None
+        timens.join(pid)
+    except timens.TimensError:
+        pass  # the init is gone: the runtime says so itself
+
+
+def _global_value(head, wanted):
+    """The value of runc global option `wanted` (e.g. 'root') among `head`, or None."""
+    value = None
+    i = 0
+    while i < len(head):
+        name = _option_name(head[i])
+        if name in _RUNC_GLOBAL_WITH_VALUE:
+            if "=" in head[i]:
+                found = head[i].partition("=")[2]
+            else:
+                found = head[i + 1] if i + 1 < len(head) else ""
+                i += 1
+            if name == wanted:
+                value = found
+        i += 1
+    return value
 
 
 def _log_path(runc_args):
     """runc's --log file and whether it is JSON (containerd reads runc's errors from it)."""
-    log, fmt = None, "text"
     end = find_command(runc_args)
     head = runc_args[:end] if end is not None else runc_args
-    i = 0
-    while i < len(head):
-        name = _option_name(head[i])
-        if name in ("log", "log-format"):
-            if "=" in head[i]:
-                value = head[i].partition("=")[2]
-            else:
-                value = head[i + 1] if i + 1 < len(head) else ""
-                i += 1
-            if name == "log":
-                log = value
-            else:
-                fmt = value
-        i += 1
-    return log, fmt
+    return _global_value(head, "log"), _global_value(head, "log-format") or "text"
 
 
 def report(message, runc_args):
@@ -403,7 +404,7 @@ def main(argv=None):
             spec, _ = rewrite_config(find_bundle(runc_args[command + 1:]), options["mountpoint"])
             if verb != "restore":  # CRIU restores the time namespace it dumped
                 enter_timens(spec, options["timens"])
-        elif verb == "exec" and options["timens"] != "off":
+        elif verb is not None and options["timens"] != "off":
             join_container_timens(options["runc"], runc_args, command)
         _exec_runc(options["runc"], runc_args)
     except WrapperError as err:

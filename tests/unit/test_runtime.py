@@ -147,14 +147,16 @@ def test_find_bundle(args, bundle):
     assert runtime.find_bundle(args) == bundle
 
 
-@pytest.mark.parametrize("args, container", [
-    (["--process", "/run/x/process.json", "--detach", "--pid-file", "/run/x/p.pid", "abc123"], "abc123"),  # the shim
-    (["-t", "--cwd", "/", "-e", "A=1", "--user=0:0", "abc", "ps", "-ef"], "abc"),
-    (["--", "abc", "sh"], "abc"),
-    (["--tty"], None),
-])
-def test_find_exec_container(args, container):
-    assert runtime.find_exec_container(args) == container
+def test_container_init_pid(tmp_path):
+    (tmp_path / "abc").mkdir()
+    (tmp_path / "abc" / "state.json").write_text('{"id": "abc", "init_process_pid": 4242}')  # runc
+    (tmp_path / "def").mkdir()
+    (tmp_path / "def" / "status").write_text('{"pid": 77}')  # crun
+    shim_exec = ["--process", "/run/x/process.json", "--detach", "--pid-file", "/run/x/p.pid", "abc"]
+    assert runtime.container_init_pid(str(tmp_path), shim_exec) == 4242
+    assert runtime.container_init_pid(str(tmp_path), ["--force", "def"]) == 77
+    assert runtime.container_init_pid(str(tmp_path), ["ghost", "9"]) is None
+    assert runtime.container_init_pid(str(tmp_path / "nowhere"), ["abc"]) is None
 
 
 # ------------------------------------------------------------ the time namespace
