@@ -3,7 +3,7 @@
 containerd's shim (and so Docker, via `"runtimes"` in daemon.json) calls a
 runtime exactly like runc:
 
-    lxcfs-py-runc [--lxcfs-mountpoint DIR] [--lxcfs-runc PATH] [--lxcfs-timeout S] \
+    lxcfs-py-runc [--lxcfs-mountpoint DIR] [--lxcfs-runc PATH] [--lxcfs-timeout S] [--lxcfs-timens auto|on|off] \
         <runc global options> <command> <command options> <container id>
 
 On `create` (and `run`, `restore`) the bundle's config.json gets a read-only bind mount
@@ -12,8 +12,18 @@ lxcfs_py.bind_mounts), after a check that the lxcfs-py mount is live; then the
 real runc is exec'd with runc's arguments unchanged. Every other command
 (start, state, kill, delete, exec, features, ...) execs runc at once.
 
+Time namespace (lxcfs_py.timens): on `create`/`run` of a container with its own
+PID namespace, the wrapper unshares a time namespace whose CLOCK_BOOTTIME and
+CLOCK_MONOTONIC start at 0, then execs runc, which (like every runtime that does
+not manage time namespaces itself) hands it down to the container. The kernel
+then shows the container's processes start times, /proc/uptime and btime
+relative to that zero, so `ps` agrees with lxcfs-py's uptime. Every other
+command on a container (start, state, exec, kill, ...) runs in its init's time
+namespace. auto (the default): when the kernel has
+time namespaces (5.6) and the spec does not ask for one itself.
+
 Options may also come from the environment (LXCFS_PY_MOUNTPOINT, LXCFS_PY_RUNC,
-LXCFS_PY_TIMEOUT); command-line options win.
+LXCFS_PY_TIMEOUT, LXCFS_PY_TIMENS); command-line options win.
 
 Kept cheap: nothing but os and sys is imported before the command is known.
 """
@@ -34,7 +44,9 @@ _RUNC_GLOBAL_WITH_VALUE = {"log", "log-format", "root", "criu", "rootless"}
 # options of `runc create` / `run` / `restore` that take a value
 _CREATE_WITH_VALUE = {"bundle", "b", "console-socket", "pid-file", "preserve-fds", "image-path", "work-path",
                       "manage-cgroups-mode", "empty-ns", "lsm-profile", "lsm-mount-context"}
-_WRAPPER_OPTIONS = {"--lxcfs-mountpoint": "mountpoint", "--lxcfs-runc": "runc", "--lxcfs-timeout": "timeout"}
+_WRAPPER_OPTIONS = {"--lxcfs-mountpoint": "mountpoint", "--lxcfs-runc": "runc", "--lxcfs-timeout": "timeout",
+                    "--lxcfs-timens": "timens"}
+TIMENS_MODES = ("auto", "on", "off")
 
 
 class WrapperError(Exception):
@@ -54,6 +66,7 @@ def split_args(argv, environ=None):
         "mountpoint": environ.get("LXCFS_PY_MOUNTPOINT") or DEFAULT_MOUNTPOINT,
         "runc": environ.get("LXCFS_PY_RUNC") or DEFAULT_RUNC,
         "timeout": environ.get("LXCFS_PY_TIMEOUT") or DEFAULT_TIMEOUT,
+        "timens": environ.get("LXCFS_PY_TIMENS") or "auto",
     }
     i = 0
     while i < len(argv) and argv[i].startswith("--lxcfs-"):
@@ -71,6 +84,8 @@ def split_args(argv, environ=None):
         options["timeout"] = float(options["timeout"])
     except ValueError:
         raise WrapperError(f"--lxcfs-timeout: not a number: {options['timeout']}") from None
+    if options["timens"] not in TIMENS_MODES:
+        raise WrapperError(f"--lxcfs-timens must be one of {', '.join(TIMENS_MODES)}, not {options['timens']!r}")
     if not os.path.isabs(options["mountpoint"]):
         raise WrapperError(f"--lxcfs-mountpoint must be an absolute path, not {options['mountpoint']!r}")
     return options, argv[i:]
@@ -160,6 +175,27 @@ def add_lxcfs_mounts(spec, mountpoint):
     return new, len(added)
 
 
+def wants_timens(spec, mode, kernel_has_timens):
+    """Whether the wrapper should give the container a time namespace starting at 0.
+
+    Not when the spec asks for a time namespace itself (the runtime sets that up,
+    with the spec's offsets), nor without a PID namespace of its own: the host's
+    processes started before the container's clocks' zero.
+    """
+    if mode == "off":
+        return False
+    namespaces = [n for n in ((spec.get("linux") or {}).get("namespaces") or []) if isinstance(n, dict)]
+    if any(n.get("type") == "time" for n in namespaces):
+        return False
+    if not any(n.get("type") == "pid" and not n.get("path") for n in namespaces):
+        return False
+    if not kernel_has_timens:
+        if mode == "on":
+            raise WrapperError("--lxcfs-timens on: this kernel has no time namespaces (Linux >= 5.6 needed)")
+        return False
+    return True
+
+
 # ---------------------------------------------------------------- the host
 
 
@@ -207,7 +243,7 @@ def check_mount(mountpoint, timeout=DEFAULT_TIMEOUT):
 
 
 def rewrite_config(bundle, mountpoint):
-    """Add the missing mounts to BUNDLE/config.json, atomically. Returns how many were added."""
+    """Add the missing mounts to BUNDLE/config.json, atomically. Returns (the spec as read, how many were added)."""
     import json
 
     path = os.path.join(bundle, "config.json")
@@ -220,7 +256,7 @@ def rewrite_config(bundle, mountpoint):
         raise WrapperError(f"cannot parse {path}: {err}") from None
     new, added = add_lxcfs_mounts(spec, mountpoint)
     if not added:
-        return 0
+        return spec, 0
     tmp = f"{path}.lxcfs-py.{os.getpid()}"
     try:
         mode = os.stat(path).st_mode & 0o7777
@@ -236,29 +272,83 @@ def rewrite_config(bundle, mountpoint):
         except OSError:
             pass
         raise WrapperError(f"cannot write {path}: {err.strerror}") from None
-    return added
+    return spec, added
+
+
+def container_init_pid(root, command_args):
+    """The init pid a runtime recorded for the container named in `command_args`, or None.
+
+    The container id is the first argument naming a state directory under `root`:
+    runc's <root>/<id>/state.json ("init_process_pid") or crun's <root>/<id>/status ("pid").
+    """
+    import json
+
+    for arg in command_args:
+        if arg.startswith("-") or "/" in arg or arg in (".", ".."):
+            continue
+        for name, key in (("state.json", "init_process_pid"), ("status", "pid")):
+            try:
+                with open(os.path.join(root, arg, name), "rb") as f:
+                    return int(json.load(f)[key])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return None
+
+
+def enter_timens(spec, mode):
+    from lxcfs_py import timens
+
+    if wants_timens(spec, mode, timens.supported()):
+        try:
+            timens.unshare_zeroed()
+        except timens.TimensError as err:
+            raise WrapperError(str(err)) from None
+
+
+def join_container_timens(runc, runc_args, command):
+    """Run every other command on a container in its init's time namespace, best effort.
+
+    runc (like crun) tells its init from a reused pid by the start time it read at
+    `create`, in the new namespace: it must read it there again, or it would think the
+    container stopped. And `exec` must start processes in the container's namespace.
+    """
+    from lxcfs_py import timens
+
+    if not timens.supported():
+        return
+    root = _global_value(runc_args[:command], "root") or f"/run/{os.path.basename(runc)}"
+    pid = container_init_pid(root, runc_args[command + 1:])
+    if pid is None:
+        return
+    try:
+        timens.join(pid)
+    except timens.TimensError:
+        pass  # the init is gone: the runtime says so itself
+
+
+def _global_value(head, wanted):
+    """The value of runc global option `wanted` (e.g. 'root') among `head`, or None."""
+    value = None
+    i = 0
+    while i < len(head):
+        name = _option_name(head[i])
+        if name in _RUNC_GLOBAL_WITH_VALUE:
+            if "=" in head[i]:
+                found = head[i].partition("=")[2]
+            else:
+                found = head[i + 1] if i + 1 < len(head) else ""
+                i += 1
+            if name == wanted:
+                value = found
+        i += 1
+    return value
 
 
 def _log_path(runc_args):
     """runc's --log file and whether it is JSON (containerd reads runc's errors from it)."""
-    log, fmt = None, "text"
     end = find_command(runc_args)
     head = runc_args[:end] if end is not None else runc_args
-    i = 0
-    while i < len(head):
-        name = _option_name(head[i])
-        if name in ("log", "log-format"):
-            if "=" in head[i]:
-                value = head[i].partition("=")[2]
-            else:
-                value = head[i + 1] if i + 1 < len(head) else ""
-                i += 1
-            if name == "log":
-                log = value
-            else:
-                fmt = value
-        i += 1
-    return log, fmt
+    return _global_value(head, "log"), _global_value(head, "log-format") or "text"
 
 
 def report(message, runc_args):
@@ -308,9 +398,14 @@ def main(argv=None):
     try:
         options, runc_args = split_args(argv)
         command = find_command(runc_args)
-        if command is not None and runc_args[command] in CREATE_COMMANDS:
+        verb = runc_args[command] if command is not None else None
+        if verb in CREATE_COMMANDS:
             check_mount(options["mountpoint"], options["timeout"])
-            rewrite_config(find_bundle(runc_args[command + 1:]), options["mountpoint"])
+            spec, _ = rewrite_config(find_bundle(runc_args[command + 1:]), options["mountpoint"])
+            if verb != "restore":  # CRIU restores the time namespace it dumped
+                enter_timens(spec, options["timens"])
+        elif verb is not None and options["timens"] != "off":
+            join_container_timens(options["runc"], runc_args, command)
         _exec_runc(options["runc"], runc_args)
     except WrapperError as err:
         report(str(err), runc_args)

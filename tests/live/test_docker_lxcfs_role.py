@@ -12,20 +12,18 @@ import glob
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 
 import pytest
 
 from tests.live import daemons
+from tests.live.dockerd import DAEMON_JSON, docker_runtimes, reload_dockerd
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLAYBOOK = os.path.join(REPO, "tests", "live", "playbooks", "docker_lxcfs.yml")
 ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
-DAEMON_JSON = "/etc/docker/daemon.json"
 SHIM = "/usr/local/bin/lxcfs-runc"
-DOCKER_PIDFILE = "/var/run/docker.pid"
 IMAGE = "lxcfs-py/workload:bookworm"
 OTHER_RUNTIME = "lxcfs-py-test-other"
 # keys that must survive the merge; reloadable ones have dockerd's default values
@@ -60,24 +58,6 @@ def changed(result) -> int:
     assert match, result.output
     assert match.group(2) == "0", result.output
     return int(match.group(1))
-
-
-def docker_runtimes() -> tuple[dict, str]:
-    out = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}|{{.DefaultRuntime}}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
-    runtimes, default = out.rsplit("|", 1)
-    return json.loads(runtimes), default
-
-
-def reload_dockerd(ready=lambda runtimes, default: True, timeout: float = 30) -> None:
-    """SIGHUP the pidfile's dockerd (no systemd here) and wait for `ready(runtimes, default)`."""
-    with open(DOCKER_PIDFILE) as f:
-        pid = int(f.read().strip())
-    with open(f"/proc/{pid}/comm") as f:
-        assert f.read().strip() == "dockerd"
-    os.kill(pid, signal.SIGHUP)
-    reloaded = daemons.wait_for(lambda: ready(*docker_runtimes()), timeout, 0.3)
-    assert reloaded, f"dockerd did not reload: {docker_runtimes()}"
 
 
 def read(path):

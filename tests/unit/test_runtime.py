@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lxcfs_py import runtime
+from lxcfs_py import runtime, timens
 from lxcfs_py.bind_mounts import bind_mounts, targets
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -95,21 +95,25 @@ SHIM_CREATE = ["--root", "/var/run/docker/runtime-lxcfs/moby", "--log", "/run/x/
 
 def test_split_args_takes_only_leading_wrapper_options():
     options, rest = runtime.split_args(
-        ["--lxcfs-mountpoint", "/m", "--lxcfs-runc=/usr/sbin/runc", "--lxcfs-timeout", "2", *SHIM_CREATE], environ={})
-    assert options == {"mountpoint": "/m", "runc": "/usr/sbin/runc", "timeout": 2.0}
+        ["--lxcfs-mountpoint", "/m", "--lxcfs-runc=/usr/sbin/runc", "--lxcfs-timeout", "2", "--lxcfs-timens=off",
+         *SHIM_CREATE], environ={})
+    assert options == {"mountpoint": "/m", "runc": "/usr/sbin/runc", "timeout": 2.0, "timens": "off"}
     assert rest == SHIM_CREATE
 
 
 def test_split_args_defaults_and_environment():
     options, rest = runtime.split_args(["state", "x"], environ={})
-    assert options == {"mountpoint": "/var/lib/lxcfs", "runc": "runc", "timeout": 5.0} and rest == ["state", "x"]
+    assert options == {"mountpoint": "/var/lib/lxcfs", "runc": "runc", "timeout": 5.0, "timens": "auto"}
+    assert rest == ["state", "x"]
     options, _ = runtime.split_args(["--lxcfs-runc", "/b/runc", "state", "x"],
-                                    environ={"LXCFS_PY_MOUNTPOINT": "/e", "LXCFS_PY_RUNC": "/e/runc"})
-    assert options["mountpoint"] == "/e" and options["runc"] == "/b/runc"
+                                    environ={"LXCFS_PY_MOUNTPOINT": "/e", "LXCFS_PY_RUNC": "/e/runc",
+                                             "LXCFS_PY_TIMENS": "on"})
+    assert options["mountpoint"] == "/e" and options["runc"] == "/b/runc" and options["timens"] == "on"
 
 
 @pytest.mark.parametrize("argv", [["--lxcfs-bogus", "x"], ["--lxcfs-mountpoint"], ["--lxcfs-timeout=soon", "state"],
-                                  ["--lxcfs-mountpoint=", "state"], ["--lxcfs-mountpoint", "var/lib/lxcfs"]])
+                                  ["--lxcfs-mountpoint=", "state"], ["--lxcfs-mountpoint", "var/lib/lxcfs"],
+                                  ["--lxcfs-timens", "yes", "state"]])
 def test_split_args_errors(argv):
     with pytest.raises(runtime.WrapperError):
         runtime.split_args(argv, environ={})
@@ -141,6 +145,58 @@ def test_find_command(args, command):
 ])
 def test_find_bundle(args, bundle):
     assert runtime.find_bundle(args) == bundle
+
+
+def test_container_init_pid(tmp_path):
+    (tmp_path / "abc").mkdir()
+    (tmp_path / "abc" / "state.json").write_text('{"id": "abc", "init_process_pid": 4242}')  # runc
+    (tmp_path / "def").mkdir()
+    (tmp_path / "def" / "status").write_text('{"pid": 77}')  # crun
+    shim_exec = ["--process", "/run/x/process.json", "--detach", "--pid-file", "/run/x/p.pid", "abc"]
+    assert runtime.container_init_pid(str(tmp_path), shim_exec) == 4242
+    assert runtime.container_init_pid(str(tmp_path), ["--force", "def"]) == 77
+    assert runtime.container_init_pid(str(tmp_path), ["ghost", "9"]) is None
+    assert runtime.container_init_pid(str(tmp_path / "nowhere"), ["abc"]) is None
+
+
+# ------------------------------------------------------------ the time namespace
+
+
+def with_namespaces(*namespaces):
+    return {**DOCKER_SPEC, "linux": {**DOCKER_SPEC["linux"], "namespaces": list(namespaces)}}
+
+
+DOCKER_NAMESPACES = [{"type": "mount"}, {"type": "network"}, {"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
+
+
+def test_timens_for_a_container_with_its_own_pid_namespace():
+    assert runtime.wants_timens(with_namespaces(*DOCKER_NAMESPACES), "auto", True)
+    assert runtime.wants_timens(with_namespaces(*DOCKER_NAMESPACES), "on", True)
+
+
+@pytest.mark.parametrize("spec, mode", [
+    (with_namespaces(*DOCKER_NAMESPACES), "off"),
+    (with_namespaces(*DOCKER_NAMESPACES, {"type": "time"}), "on"),  # the runtime sets up the spec's own
+    (with_namespaces({"type": "mount"}, {"type": "network"}), "on"),  # docker run --pid=host
+    (with_namespaces({"type": "mount"}, {"type": "pid", "path": "/proc/42/ns/pid"}), "on"),  # --pid=container:x
+    (DOCKER_SPEC, "auto"),
+])
+def test_no_timens(spec, mode):
+    assert not runtime.wants_timens(spec, mode, True)
+
+
+def test_timens_on_an_old_kernel():
+    assert not runtime.wants_timens(with_namespaces(*DOCKER_NAMESPACES), "auto", False)
+    with pytest.raises(runtime.WrapperError, match="no time namespaces"):
+        runtime.wants_timens(with_namespaces(*DOCKER_NAMESPACES), "on", False)
+
+
+@pytest.mark.parametrize("boottime_ns, monotonic_ns, text", [
+    (2_614_086_602_702, 1_866_000_000_000, "boottime -2615 913397298\nmonotonic -1866 0\n"),
+    (0, 5, "boottime 0 0\nmonotonic -1 999999995\n"),
+])
+def test_offsets_bring_both_clocks_to_zero(boottime_ns, monotonic_ns, text):
+    assert timens.offsets_text(boottime_ns, monotonic_ns) == text
 
 
 # ------------------------------------------------------------ the whole wrapper, with a fake runc and mount check
