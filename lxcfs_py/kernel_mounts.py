@@ -171,7 +171,31 @@ def openat2(dir_fd, path, flags, resolve):
 def open_in_root(root_fd, path, flags):
     """Open `path` as the process whose root is `root_fd` sees it: its absolute
     symlinks and '..' stay inside that root, and /proc magic links are refused."""
-    return openat2(root_fd, path.lstrip("/") or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    try:
+        return openat2(root_fd, path.lstrip("/") or ".", flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+    except OSError as err:
+        # seccomp filters that cannot inspect openat2's arguments refuse it with ENOSYS
+        # (systemd's RestrictSUIDSGID=, older Docker profiles): walk the path ourselves
+        if err.errno != errno.ENOSYS:
+            raise
+    return _walk_in_root(root_fd, path, flags)
+
+
+def _walk_in_root(root_fd, path, flags):
+    """RESOLVE_IN_ROOT by hand, and stricter: no symlink and no '..' on the way (ELOOP,
+    ENOTDIR, EXDEV); a final symlink is opened itself (O_NOFOLLOW), never followed."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise OSError(errno.EXDEV, "'..' in %s" % path)
+    current = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=root_fd)
+    try:
+        for part in parts[:-1]:
+            step = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current)
+            os.close(current)
+            current = step
+        return os.open(parts[-1] if parts else ".", flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current)
+    finally:
+        os.close(current)
 
 
 def open_root(pid, proc_root="/proc"):

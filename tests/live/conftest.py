@@ -53,3 +53,5 @@ def start_daemon(tmp_path_factory):
     yield start
     for daemon in started:
         daemon.stop()
+    for daemon in started:
+        daemons.forget_heal_records(daemon.mountpoint)

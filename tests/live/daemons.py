@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from lxcfs_py import mounts
+from lxcfs_py import heal_records, mounts
 
 LXCFS_PY = [sys.executable, "-m", "lxcfs_py"]
 # The one factor every wait in the live tests is multiplied by: 1 on a host, more where everything is
@@ -49,6 +49,12 @@ def ensure_free(mountpoint: str) -> None:
     """Detach whatever a test left mounted at `mountpoint`."""
     if mounts.state(mountpoint) != "free":
         mounts.lazy_unmount(mountpoint)
+
+
+def forget_heal_records(mountpoint: str) -> None:
+    """At the end of a test: its mountpoint is never used again, so the heal records a killed
+    daemon leaves behind on purpose (/run/lxcfs-py) would only pile up."""
+    heal_records.remove(mountpoint, set(heal_records.recorded(mountpoint)))
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:

@@ -74,6 +74,7 @@ class FdStore:
         self.sock.close()
         if self.mountpoint is not None:
             daemons.ensure_free(self.mountpoint)
+            daemons.forget_heal_records(self.mountpoint)
 
     def log(self) -> str:
         with open(self.log_path) as f:
