@@ -52,23 +52,13 @@ def test_a_final_symlink_is_never_followed_out_of_the_root(open_in_root, root):
         os.close(fd)
 
 
-def test_a_directory_symlink_never_leads_to_the_hosts_files(open_in_root, root):
+@pytest.mark.parametrize("path", ["/dirlink/passwd", "/../../../etc/passwd"], ids=["symlinked-dir", "dot-dot"])
+def test_nothing_on_the_way_leads_to_the_hosts_files(open_in_root, root, path):
     try:
-        fd = open_in_root(root, "/dirlink/passwd", os.O_PATH | os.O_NOFOLLOW)
+        fd = open_in_root(root, path, os.O_PATH | os.O_NOFOLLOW)
     except OSError:
-        return  # refused (the walk allows no symlink on the way)
+        return  # refused (the walk allows no symlink and no '..' on the way)
     try:
         assert read(fd) == "not the host's\n"  # openat2 resolved /etc inside the root
-    finally:
-        os.close(fd)
-
-
-def test_dot_dot_never_leaves_the_root(open_in_root, root):
-    try:
-        fd = open_in_root(root, "/../../../etc/passwd", os.O_PATH | os.O_NOFOLLOW)
-    except OSError:
-        return
-    try:
-        assert read(fd) == "not the host's\n"
     finally:
         os.close(fd)
