@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+from tests.ansible_cores import playbook_executables
 from tests.live import daemons
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,12 +42,13 @@ pytestmark = pytest.mark.skipif(not os.path.exists(ANSIBLE_PLAYBOOK), reason="ne
 # ------------------------------------------------------------------ helpers
 
 
-def play(extra: dict, *flags: str, state: str = "present") -> subprocess.CompletedProcess:
-    path = os.path.join(play.tmp, "vars.json")
+def play(extra: dict, *flags: str, state: str = "present", executable: str = ANSIBLE_PLAYBOOK,
+         tmp: str | None = None, defaults: dict | None = None) -> subprocess.CompletedProcess:
+    path = os.path.join(tmp or play.tmp, "vars.json")
     with open(path, "w") as f:
-        json.dump({**play.defaults, "docker_lxcfs_state": state, **extra}, f)
+        json.dump({**(play.defaults if defaults is None else defaults), "docker_lxcfs_state": state, **extra}, f)
     result = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", "localhost,", PLAYBOOK, "-e", "ansible_python_interpreter=/usr/bin/python3",
+        [executable, "-i", "localhost,", PLAYBOOK, "-e", "ansible_python_interpreter=/usr/bin/python3",
          "-e", f"@{path}", "--diff", *flags],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
@@ -288,3 +290,28 @@ def test_absent_refuses_while_containers_use_it_then_removes_it(applied):
 
     again = play({}, state="absent")
     assert again.returncode == 0 and changed(again) == 0, again.output
+
+
+@pytest.mark.parametrize("executable", playbook_executables())
+def test_merges_into_a_daemon_json_of_other_keys_on_each_core(tmp_path, executable):
+    """{"log-driver": "json-file"} is kept and the runtime added, on every ansible-core the collection claims
+    (2.17 and 2.18 turn JSON text held in a variable into a dict before from_json). A scratch daemon.json,
+    shim and wrapper; the pidfile names no dockerd, so none is reloaded."""
+    path, shim, wrapper = tmp_path / "daemon.json", str(tmp_path / "lxcfs-runc"), tmp_path / "lxcfs-py-runc"
+    wrapper.write_text("#!/bin/sh\n")
+    wrapper.chmod(0o755)
+    path.write_text('{"log-driver":"json-file"}')
+    scratch = {"docker_lxcfs_daemon_json": str(path), "docker_lxcfs_dockerd_pidfile": str(tmp_path / "no.pid"),
+               "docker_lxcfs_daemon_json_backup": "false", "docker_lxcfs_shim_path": shim,
+               "docker_lxcfs_wrapper": str(wrapper), "docker_lxcfs_mountpoint": str(tmp_path / "mnt"),
+               # a string, as -e gives it: must count as false
+               "docker_lxcfs_default_runtime": "false"}
+    result = play({}, executable=executable, tmp=str(tmp_path), defaults=scratch)
+    assert result.returncode == 0, result.output
+    assert json.loads(path.read_text()) == {"log-driver": "json-file", "runtimes": {"lxcfs": {"path": shim}}}
+    assert glob.glob(str(path) + ".*~") == []  # no backup: "false" is false
+    again = play({}, executable=executable, tmp=str(tmp_path), defaults=scratch)
+    assert again.returncode == 0 and changed(again) == 0, again.output
+    result = play({}, executable=executable, tmp=str(tmp_path), defaults=scratch, state="absent")
+    assert result.returncode == 0, result.output
+    assert json.loads(path.read_text()) == {"log-driver": "json-file", "runtimes": {}}
