@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: lxcfs-py developers
 # Apache License 2.0 (see LICENSE)
 """Build lxcfs-py and its dependencies as wheels (role lxcfs_py.fleet.lxcfs, on the controller).
