@@ -263,6 +263,44 @@ def test_merge_and_default_runtime_without_dockerd(applied, machine):
     assert os.stat(path).st_mode & 0o777 == 0o644
 
 
+def test_installs_no_engine_where_one_is_installed(applied, tmp_path):
+    """docker.io is installed here: the engine packages are not asked for (with geerlingguy.docker, docker-ce
+    is, and docker.io would fight it). Named as an unknown package, apt would fail if it were."""
+    scratch = {"docker_lxcfs_daemon_json": str(tmp_path / "daemon.json"),
+               "docker_lxcfs_dockerd_pidfile": str(tmp_path / "no.pid"), "docker_lxcfs_shim_path": str(tmp_path / "shim"),
+               "docker_lxcfs_engine_packages": ["lxcfs-py-no-such-engine"]}
+    result = play(scratch, "--check")
+    assert result.returncode == 0, result.output
+    # and the other way: no engine found, so the engine package is installed (in check mode: apt looks it up)
+    result = play({**scratch, "docker_lxcfs_engine_installed_packages": ["lxcfs-py-no-such-installed-engine"]}, "--check")
+    assert result.returncode != 0 and "lxcfs-py-no-such-engine" in result.output, result.output
+
+
+def test_another_role_owns_daemon_json(applied, tmp_path):
+    """docker_lxcfs_manage_daemon_json=false: daemon.json untouched, Docker not reloaded, the entry handed
+    over, and dockerd checked for the runtime (here it has `lxcfs` from the first run)."""
+    owned = tmp_path / "daemon.json"
+    owned.write_text('{"log-driver":"json-file"}')
+    before = (read(DAEMON_JSON), os.stat(DAEMON_JSON).st_mtime_ns, docker_runtimes())
+    unowned = {"docker_lxcfs_manage_daemon_json": "false", "docker_lxcfs_daemon_json": str(owned)}
+    result = play(unowned)
+    assert result.returncode == 0, result.output
+    assert changed(result) == 0
+    assert owned.read_text() == '{"log-driver":"json-file"}'
+    assert (read(DAEMON_JSON), os.stat(DAEMON_JSON).st_mtime_ns, docker_runtimes()) == before
+    # ansible shows messages JSON-encoded: compare unescaped words
+    assert f'merge {{"runtimes": {{"lxcfs": {{"path": "{SHIM}"}}}}}}' in " ".join(result.stdout.replace('\\"', '"').split())
+    # a runtime dockerd does not have: the role says what the owner of daemon.json must add
+    shim = str(tmp_path / "shim")
+    missing = play({**unowned, "docker_lxcfs_runtime_name": "lxcfs-py-test-unowned", "docker_lxcfs_shim_path": shim,
+                    "docker_lxcfs_reload_timeout": 2})
+    assert missing.returncode != 0
+    words = " ".join(missing.output.replace('\\"', '"').split())
+    assert "dockerd does not run runtime lxcfs-py-test-unowned" in words, missing.output
+    assert f'{{"runtimes": {{"lxcfs-py-test-unowned": {{"path": "{shim}"}}}}}}' in words
+    assert owned.read_text() == '{"log-driver":"json-file"}'
+
+
 def test_absent_refuses_while_containers_use_it_then_removes_it(applied):
     name = "lxcfs-py-role-test"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
