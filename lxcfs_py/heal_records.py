@@ -111,6 +111,7 @@ def record(proc_root: str, mountpoint: str, record_dir: str = RECORD_DIR) -> Non
     mount = kernel_mounts.live_mount(mountpoint, proc_root)
     if mount is not None:
         entry = identity(mount)
+
         def add(entries):
             return [e for e in entries if e != entry][-(RECORD_KEEP - 1):] + [entry]
 

@@ -87,7 +87,7 @@ def _restart_job_listed() -> bool:
         return False
     try:
         result = subprocess.run(["systemctl", "list-jobs", "--no-legend", "--plain"], capture_output=True,
-                                text=True, timeout=5)
+                                text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError) as err:
         log.warning("cannot ask systemd whether this is a restart: %s", err)
         return False

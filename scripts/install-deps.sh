@@ -63,3 +63,19 @@ fi
 log "pip install -e '$REPO[test]'"
 "$VENV/bin/python" -m pip install -q -e "$REPO[test]" || die "pip install -e '$REPO[test]' failed"
 log "done; activate with: source $VENV/bin/activate"
+
+# --- the lowest ansible-core the collection claims -------------------------------
+# meta/runtime.yml's requires_ansible lower bound, in a venv of its own: the role
+# tests (tests/ansible_cores.py) and the sanity test run on it and on .venv's.
+LOWEST_CORE="$(sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\).*/\1/p' "$REPO/meta/runtime.yml")"
+[[ -n $LOWEST_CORE ]] || die "no requires_ansible: \">=X.Y...\" in $REPO/meta/runtime.yml"
+CORE_VENV="$REPO/.venv-core-$LOWEST_CORE"
+if "$CORE_VENV/bin/ansible-playbook" --version 2>/dev/null | grep -q "core $LOWEST_CORE\."; then
+    log "reusing $CORE_VENV"
+else
+    log "creating $CORE_VENV with ansible-core $LOWEST_CORE"
+    rm -rf "$CORE_VENV"
+    python3 -m venv "$CORE_VENV" || die "python3 -m venv $CORE_VENV failed"
+    "$CORE_VENV/bin/python" -m pip install -q "ansible-core~=$LOWEST_CORE.0" \
+        || die "pip install ansible-core~=$LOWEST_CORE.0 into $CORE_VENV failed"
+fi

@@ -120,4 +120,3 @@ class CgroupV1(Cgroup):
             return read_text(self._file("memory", "memory.kmem.slabinfo"))
         except OSError:
             return None
-

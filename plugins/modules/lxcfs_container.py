@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: lxcfs-py developers
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import absolute_import, division, print_function
 
@@ -32,7 +33,9 @@ description:
     read its C(/proc) files.
 version_added: "0.1.0"
 author:
-  - lxcfs-py developers
+  - lxcfs-py developers (@lxcfs-py)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   name:
     description: Name of the container.
@@ -129,6 +132,7 @@ attributes:
     details:
       - The diff shows the compared fields before and after.
   platform:
+    support: full
     platforms: posix
 requirements:
   - Docker SDK for Python >= 5.0 (C(python3-docker) on Debian 12) with O(engine=docker).

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: lxcfs-py developers
-# Apache License 2.0 (see LICENSE)
+# Apache License 2.0 (see LICENSE or https://www.apache.org/licenses/LICENSE-2.0)
+# SPDX-License-Identifier: Apache-2.0
 
 from __future__ import absolute_import, division, print_function
 
@@ -14,7 +15,7 @@ short_description: Run the lxcfs-py daemon on a host without systemd
 description:
   - Starts, stops or restarts the lxcfs-py FUSE daemon as a background process
     with a pidfile, for hosts whose PID 1 is not systemd (containers, minimal
-    VMs). On systemd hosts the M(lxcfs_py.fleet.lxcfs) role uses a unit instead.
+    VMs). On systemd hosts the role C(lxcfs_py.fleet.lxcfs) uses a unit instead.
   - The daemon counts as running only when the pid in O(pidfile) is alive, runs
     the wanted command line, and its mount answers reads.
   - Only the daemon is ever signalled. The process the pidfile names must run as
@@ -29,7 +30,9 @@ description:
     restarted, so changed flags take effect.
 version_added: "0.1.0"
 author:
-  - lxcfs-py developers
+  - lxcfs-py developers (@lxcfs-py)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   state:
     description:
@@ -74,6 +77,9 @@ attributes:
     support: full
   diff_mode:
     support: full
+  platform:
+    support: full
+    platforms: posix
 notes:
   - Without systemd nothing restarts the daemon after a crash or a reboot; run
     the role again (or use a supervisor) on such hosts.

@@ -17,6 +17,7 @@ import sys
 
 import pytest
 
+from tests.ansible_cores import playbook_executables
 from tests.live import daemons
 from tests.live.dockerd import DAEMON_JSON, docker_runtimes, reload_dockerd
 
@@ -39,12 +40,13 @@ pytestmark = pytest.mark.skipif(not os.path.exists(ANSIBLE_PLAYBOOK), reason="ne
 # ------------------------------------------------------------------ helpers
 
 
-def play(extra: dict, *flags: str, state: str = "present") -> subprocess.CompletedProcess:
-    path = os.path.join(play.tmp, "vars.json")
+def play(extra: dict, *flags: str, state: str = "present", executable: str = ANSIBLE_PLAYBOOK,
+         tmp: str | None = None, defaults: dict | None = None) -> subprocess.CompletedProcess:
+    path = os.path.join(tmp or play.tmp, "vars.json")
     with open(path, "w") as f:
-        json.dump({**play.defaults, "docker_lxcfs_state": state, **extra}, f)
+        json.dump({**(play.defaults if defaults is None else defaults), "docker_lxcfs_state": state, **extra}, f)
     result = subprocess.run(
-        [ANSIBLE_PLAYBOOK, "-i", "localhost,", PLAYBOOK, "-e", "ansible_python_interpreter=/usr/bin/python3",
+        [executable, "-i", "localhost,", PLAYBOOK, "-e", "ansible_python_interpreter=/usr/bin/python3",
          "-e", f"@{path}", "--diff", *flags],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
@@ -241,6 +243,44 @@ def test_merge_and_default_runtime_without_dockerd(applied, machine):
     assert os.stat(path).st_mode & 0o777 == 0o644
 
 
+def test_installs_no_engine_where_one_is_installed(applied, tmp_path):
+    """docker.io is installed here: the engine packages are not asked for (with geerlingguy.docker, docker-ce
+    is, and docker.io would fight it). Named as an unknown package, apt would fail if it were."""
+    scratch = {"docker_lxcfs_daemon_json": str(tmp_path / "daemon.json"),
+               "docker_lxcfs_dockerd_pidfile": str(tmp_path / "no.pid"), "docker_lxcfs_shim_path": str(tmp_path / "shim"),
+               "docker_lxcfs_engine_packages": ["lxcfs-py-no-such-engine"]}
+    result = play(scratch, "--check")
+    assert result.returncode == 0, result.output
+    # and the other way: no engine found, so the engine package is installed (in check mode: apt looks it up)
+    result = play({**scratch, "docker_lxcfs_engine_installed_packages": ["lxcfs-py-no-such-installed-engine"]}, "--check")
+    assert result.returncode != 0 and "lxcfs-py-no-such-engine" in result.output, result.output
+
+
+def test_another_role_owns_daemon_json(applied, tmp_path):
+    """docker_lxcfs_manage_daemon_json=false: daemon.json untouched, Docker not reloaded, the entry handed
+    over, and dockerd checked for the runtime (here it has `lxcfs` from the first run)."""
+    owned = tmp_path / "daemon.json"
+    owned.write_text('{"log-driver":"json-file"}')
+    before = (read(DAEMON_JSON), os.stat(DAEMON_JSON).st_mtime_ns, docker_runtimes())
+    unowned = {"docker_lxcfs_manage_daemon_json": "false", "docker_lxcfs_daemon_json": str(owned)}
+    result = play(unowned)
+    assert result.returncode == 0, result.output
+    assert changed(result) == 0
+    assert owned.read_text() == '{"log-driver":"json-file"}'
+    assert (read(DAEMON_JSON), os.stat(DAEMON_JSON).st_mtime_ns, docker_runtimes()) == before
+    # ansible shows messages JSON-encoded: compare unescaped words
+    assert f'merge {{"runtimes": {{"lxcfs": {{"path": "{SHIM}"}}}}}}' in " ".join(result.stdout.replace('\\"', '"').split())
+    # a runtime dockerd does not have: the role says what the owner of daemon.json must add
+    shim = str(tmp_path / "shim")
+    missing = play({**unowned, "docker_lxcfs_runtime_name": "lxcfs-py-test-unowned", "docker_lxcfs_shim_path": shim,
+                    "docker_lxcfs_reload_timeout": 2})
+    assert missing.returncode != 0
+    words = " ".join(missing.output.replace('\\"', '"').split())
+    assert "dockerd does not run runtime lxcfs-py-test-unowned" in words, missing.output
+    assert f'{{"runtimes": {{"lxcfs-py-test-unowned": {{"path": "{shim}"}}}}}}' in words
+    assert owned.read_text() == '{"log-driver":"json-file"}'
+
+
 def test_absent_refuses_while_containers_use_it_then_removes_it(applied):
     name = "lxcfs-py-role-test"
     subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
@@ -268,3 +308,28 @@ def test_absent_refuses_while_containers_use_it_then_removes_it(applied):
 
     again = play({}, state="absent")
     assert again.returncode == 0 and changed(again) == 0, again.output
+
+
+@pytest.mark.parametrize("executable", playbook_executables())
+def test_merges_into_a_daemon_json_of_other_keys_on_each_core(tmp_path, executable):
+    """{"log-driver": "json-file"} is kept and the runtime added, on every ansible-core the collection claims
+    (2.17 and 2.18 turn JSON text held in a variable into a dict before from_json). A scratch daemon.json,
+    shim and wrapper; the pidfile names no dockerd, so none is reloaded."""
+    path, shim, wrapper = tmp_path / "daemon.json", str(tmp_path / "lxcfs-runc"), tmp_path / "lxcfs-py-runc"
+    wrapper.write_text("#!/bin/sh\n")
+    wrapper.chmod(0o755)
+    path.write_text('{"log-driver":"json-file"}')
+    scratch = {"docker_lxcfs_daemon_json": str(path), "docker_lxcfs_dockerd_pidfile": str(tmp_path / "no.pid"),
+               "docker_lxcfs_daemon_json_backup": "false", "docker_lxcfs_shim_path": shim,
+               "docker_lxcfs_wrapper": str(wrapper), "docker_lxcfs_mountpoint": str(tmp_path / "mnt"),
+               # a string, as -e gives it: must count as false
+               "docker_lxcfs_default_runtime": "false"}
+    result = play({}, executable=executable, tmp=str(tmp_path), defaults=scratch)
+    assert result.returncode == 0, result.output
+    assert json.loads(path.read_text()) == {"log-driver": "json-file", "runtimes": {"lxcfs": {"path": shim}}}
+    assert glob.glob(str(path) + ".*~") == []  # no backup: "false" is false
+    again = play({}, executable=executable, tmp=str(tmp_path), defaults=scratch)
+    assert again.returncode == 0 and changed(again) == 0, again.output
+    result = play({}, executable=executable, tmp=str(tmp_path), defaults=scratch, state="absent")
+    assert result.returncode == 0, result.output
+    assert json.loads(path.read_text()) == {"log-driver": "json-file", "runtimes": {}}

@@ -15,6 +15,8 @@ import subprocess
 
 import pytest
 
+from tests.ansible_cores import playbook_executables
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLAYBOOK = os.path.join(REPO, "tests", "unit", "playbooks", "pouch_lxcfs.yml")
 ANSIBLE_PLAYBOOK = shutil.which("ansible-playbook", path=os.path.join(REPO, ".venv", "bin")) or shutil.which(
@@ -35,7 +37,7 @@ def root(tmp_path):
     return tmp_path
 
 
-def play(root, check=False, **overrides):
+def play(root, check=False, executable=None, **overrides):
     extra = {
         "ansible_python_interpreter": "/usr/bin/python3",
         "pouch_lxcfs_unit_dir": str(root / "units"),
@@ -46,7 +48,7 @@ def play(root, check=False, **overrides):
         **overrides,
     }
     (root / "vars.json").write_text(json.dumps(extra))
-    argv = [ANSIBLE_PLAYBOOK, "-i", "localhost,", PLAYBOOK, "-e", f"@{root / 'vars.json'}", "--diff"]
+    argv = [executable or ANSIBLE_PLAYBOOK, "-i", "localhost,", PLAYBOOK, "-e", f"@{root / 'vars.json'}", "--diff"]
     if check:
         argv.append("--check")
     result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -185,3 +187,16 @@ def test_systemd_accepts_the_unit(root):
                             env={**os.environ, "SYSTEMD_UNIT_PATH": f"{root / 'units'}:"}, timeout=60)
     problems = [line for line in (result.stdout + result.stderr).splitlines() if "pouch.service" in line]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("executable", playbook_executables())
+def test_config_file_check_on_each_core(root, executable):
+    """On every ansible-core the collection claims (2.17 and 2.18 turn JSON text held in a
+    variable into a dict before from_json): other keys pass, the lxcfs flags are refused."""
+    (root / "pouch" / "config.json").write_text(json.dumps({"debug": True}))
+    result = play(root, executable=executable)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert exec_start(dropin(root).read_text())[1].endswith(" --enable-lxcfs --lxcfs-home=/var/lib/lxcfs")
+    (root / "pouch" / "config.json").write_text(json.dumps({"debug": True, "lxcfs-home": "/x"}))
+    refused = play(root, executable=executable)
+    assert refused.returncode != 0 and "sets lxcfs-home" in refused.output, refused.output
