@@ -46,8 +46,9 @@ def test_one_byte_reads_and_offsets_agree_with_one_snapshot(start_daemon):
             while chunk := os.read(fd, 1):
                 parts.append(chunk)
             whole = b"".join(parts)
-            assert whole.endswith(b"\\n"), name
-            for off in (1, 7, len(whole) // 2, len(whole) - 1):
+            # a container with no I/O yet has no diskstats lines (v2: an empty io.stat)
+            assert whole.endswith(b"\\n") or name == "diskstats" and not whole, name
+            for off in (1, 7, len(whole) // 2, len(whole) - 1) if whole else ():
                 assert os.pread(fd, 33, off) == whole[off:off + 33], (name, off)
             os.close(fd)
         print("ok")
