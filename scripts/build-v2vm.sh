@@ -32,6 +32,9 @@ UNUSED_MODULES=(sound drivers/gpu drivers/media drivers/net/wireless drivers/inf
     drivers/staging drivers/iio drivers/hid drivers/input drivers/usb drivers/bluetooth
     net/bluetooth net/wireless net/mac80211 drivers/scsi drivers/mtd drivers/isdn)
 IMAGE_SIZE=4G
+# the container image the guest's dockerd runs (no registry there): saved from the host's dockerd
+WORKLOAD_IMAGE=lxcfs-py/workload:$SUITE
+WORKLOAD_SAVED=/var/cache/lxcfs-py/images/workload-$SUITE.image.tar
 
 die() { echo "build-v2vm: error: $*" >&2; exit 1; }
 log() { echo "build-v2vm: [+$((SECONDS - START))s] $*"; }
@@ -42,8 +45,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 
 packages_hash() { echo "$SUITE ${GUEST_PACKAGES[*]}" | sha256sum | cut -c1-12; }
 recipe_hash() {
-    { cat "${BASH_SOURCE[0]}" "$GUEST_FILES"/*; echo "${PY_REQUIREMENTS[*]}"; } | sha256sum | cut -c1-12
+    { cat "${BASH_SOURCE[0]}" "$GUEST_FILES"/*; echo "${PY_REQUIREMENTS[*]}"; workload_id; } | sha256sum | cut -c1-12
 }
+workload_id() { docker image inspect -f '{{.Id}}' "$WORKLOAD_IMAGE" 2>/dev/null || echo none; }
 
 # chroot with a clean environment (the host's pyenv/venv variables mean nothing there)
 in_rootfs() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root chroot "$ROOTFS" "$@"; }
@@ -133,8 +137,14 @@ customize_rootfs() {
     install -m 755 "$GUEST_FILES/guest-init" "$ROOTFS/sbin/lxcfs-py-guest-init"
     mkdir -p "$ROOTFS/etc/docker"
     # no systemd in the guest: Docker manages the cgroups itself
-    echo '{"exec-opts": ["native.cgroupdriver=cgroupfs"], "storage-driver": "overlay2"}' \
+    echo '{"exec-opts": ["native.cgroupdriver=cgroupfs"]}' \
         >"$ROOTFS/etc/docker/daemon.json"
+    if [[ "$(workload_id)" != none ]]; then
+        mkdir -p "$ROOTFS$(dirname "$WORKLOAD_SAVED")"
+        docker save -o "$ROOTFS$WORKLOAD_SAVED" "$WORKLOAD_IMAGE" || die "docker save $WORKLOAD_IMAGE failed"
+    else
+        log "no $WORKLOAD_IMAGE on this host (scripts/build-images.sh): the guest's Docker tests will fail"
+    fi
     echo lxcfs-py-v2 >"$ROOTFS/etc/hostname"
     echo "127.0.0.1 localhost lxcfs-py-v2" >"$ROOTFS/etc/hosts"
 }
