@@ -23,20 +23,8 @@ REBUILD="${LXCFS_PY_REBUILD:-0}"
 die() { echo "build-images: error: $*" >&2; exit 1; }
 log() { echo "build-images: $*"; }
 
-# Debian mirror: $DEBIAN_MIRROR, else the first .../debian URI configured for
-# apt (deb822 *.sources or one-line *.list), else deb.debian.org.
-find_mirror() {
-    local m
-    m="$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null \
-        | awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' \
-        | grep -E '^https?://.*/debian/?$' | head -n1 || true)"
-    if [[ -z $m ]]; then
-        m="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-            | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { print $i; break } }' \
-            | grep -E '^https?://.*/debian/?$' | head -n1 || true)"
-    fi
-    echo "${m:-http://deb.debian.org/debian}"
-}
+# shellcheck source=scripts/debian-mirror.sh
+source "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
 
 # Remove the debootstrap dir even on failure/interrupt. debootstrap mounts
 # proc/sys inside the target; if it dies mid-way those stay mounted, so unmount

@@ -16,7 +16,8 @@ set -euo pipefail
 
 LOG=/var/log/lxcfs-py-dockerd.log
 PIDFILE=/run/lxcfs-py-dockerd.pid
-TIMEOUT=60
+# scaled by the tests' one time factor: dockerd takes ~30 s to start in the emulated v2 guest
+TIMEOUT="$(awk -v scale="${LXCFS_PY_TEST_TIME_SCALE:-1}" 'BEGIN { printf "%d", 60 * scale }')"
 STORAGE="${LXCFS_PY_DOCKER_STORAGE:-overlay2}"
 read -r -a EXTRA <<<"${LXCFS_PY_DOCKERD_ARGS:-}"
 

@@ -127,6 +127,7 @@ def render(req: Request) -> bytes:
             view = views[key] = CpuView()
         text = render_view_text(host.decode(), allowed, times, view, cpus.max_cpus(req), cpus.exact_cpus(req))
     else:
-        text = render_text(host.decode(), allowed, times)
+        # no per-CPU times to fold (v2, or v1 without cpuacct): the host's lines of the CPUs shown
+        text = render_text(host.decode(), set(cpus.visible(req)), times)
     key = req.cgroup.dir(req.cgroup.cpu_controller) or ""
     return as_the_container_saw_it(text, req.floors, key, init_start_ticks(req)).encode()

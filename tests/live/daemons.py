@@ -37,7 +37,7 @@ class Daemon:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout)
+                self.process.wait(scaled(timeout))
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

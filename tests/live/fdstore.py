@@ -63,7 +63,7 @@ class FdStore:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(30)
+                self.process.wait(daemons.scaled(30))
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -12,7 +12,7 @@ import textwrap
 import time
 
 from lxcfs_py.caller import SCAN_BURST, SCAN_RATE, scan_for_init
-from tests.live.cgroups import MEMORY_ROOT, memory_cgroups, run_in_container_like
+from tests.live.cgroups import join, memory_cgroups, run_in_container_like
 
 MiB = 1024 * 1024
 
@@ -86,7 +86,7 @@ def start_in_container_like(cgroup: str, code: str, *args) -> subprocess.Popen:
     """Like run_in_container_like, but in the background; killing it ends its whole namespace."""
     return subprocess.Popen(
         ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", code, *map(str, args)],
-        preexec_fn=lambda: open(f"{MEMORY_ROOT}{cgroup}/cgroup.procs", "w").write(str(os.getpid())),
+        preexec_fn=lambda: join(cgroup),
         stdout=subprocess.PIPE, text=True)
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from tests.live import daemons
-from tests.live.cgroups import MEMORY_ROOT, memory_cgroups
+from tests.live.cgroups import join, memory_cgroups
 from tests.live.fdstore import FdStore
 
 MiB = 1 << 20
@@ -37,12 +37,8 @@ sys.stdin.readline()
 def in_own_pid_namespace(cgroup: str, code: str, *args: str) -> subprocess.Popen:
     """Python `code` as pid 1 of a new pid namespace in memory cgroup `cgroup`: a container's process."""
 
-    def join():
-        with open(f"{MEMORY_ROOT}{cgroup}/cgroup.procs", "w") as f:
-            f.write(str(os.getpid()))
-
     return subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", code, *args],
-                            preexec_fn=join, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            preexec_fn=lambda: join(cgroup), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def test_a_handle_opened_before_a_crash_never_serves_another_container(tmp_path):

@@ -8,7 +8,7 @@ import time
 
 from tests.fixtures import trees
 from tests.live import daemons
-from tests.live.cgroups import MEMORY_ROOT, memory_cgroups
+from tests.live.cgroups import join, memory_cgroups
 from tests.live.fdstore import FdStore
 
 ANSWER_WITHIN = daemons.scaled(2.0)  # seconds after the next daemon is ready
@@ -42,13 +42,10 @@ def test_a_reader_caught_in_flight_by_a_sigkill_is_answered_by_the_next_daemon(t
         try:
             daemon = store.start(mountpoint, ["--no-remount", "--cgroup-root", root])
 
-            def join():
-                with open(f"{MEMORY_ROOT}{cgroup}/cgroup.procs", "w") as f:
-                    f.write(str(os.getpid()))
-
             # pid 1 of its own pid namespace in that cgroup: a container's process, not a host caller
             reader = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "cat", f"{mountpoint}/proc/meminfo"],
-                                      preexec_fn=join, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      preexec_fn=lambda: join(cgroup), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
             assert daemons.wait_for(lambda: blocked_opening_a_fifo(daemon.pid), 20), store.log()
             store.kill9()
             os.unlink(memory_stat)

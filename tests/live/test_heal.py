@@ -19,7 +19,7 @@ def meminfo_mount(pid: int) -> dict:
 
 def read_meminfo(pid: int) -> subprocess.CompletedProcess:
     return subprocess.run(["nsenter", "-t", str(pid), "-m", "head", "-1", "/proc/meminfo"], capture_output=True,
-                          text=True, timeout=30)
+                          text=True, timeout=daemons.scaled(30))
 
 
 def kill(daemon: daemons.Daemon) -> None:

@@ -23,7 +23,8 @@ def test_sigterm_unmounts_and_removes_the_pidfile(start_daemon, tmp_path):
 
 def test_a_live_mount_is_refused_with_one_clear_line(start_daemon):
     daemon = start_daemon()
-    second = subprocess.run([*daemons.LXCFS_PY, "-f", daemon.mountpoint], capture_output=True, text=True, timeout=30)
+    second = subprocess.run([*daemons.LXCFS_PY, "-f", daemon.mountpoint], capture_output=True, text=True,
+                            timeout=daemons.scaled(30))
     assert second.returncode == 1
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "already a live mount" in lines[0], second.stderr
@@ -50,7 +51,7 @@ def test_ready_is_sent_to_systemd_once_the_mount_is_live(tmp_path):
     mountpoint = str(tmp_path / "mnt")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(address)
-        sock.settimeout(20)
+        sock.settimeout(daemons.scaled(20))
         process = subprocess.Popen([*daemons.LXCFS_PY, "-f", mountpoint], env={**os.environ, "NOTIFY_SOCKET": address},
                                    stderr=subprocess.DEVNULL)
         daemon = daemons.Daemon(mountpoint, process, os.devnull)
@@ -66,12 +67,13 @@ def test_background_mode_returns_once_mounted_and_reports_errors(tmp_path):
     mountpoint = str(tmp_path / "mnt")
     pidfile = tmp_path / "bg.pid"
     started = subprocess.run([*daemons.LXCFS_PY, "-p", str(pidfile), mountpoint], capture_output=True, text=True,
-                             timeout=30)
+                             timeout=daemons.scaled(30))
     assert started.returncode == 0, started.stderr
     pid = int(pidfile.read_text())
     try:
         assert os.path.ismount(mountpoint)
-        again = subprocess.run([*daemons.LXCFS_PY, mountpoint], capture_output=True, text=True, timeout=30)
+        again = subprocess.run([*daemons.LXCFS_PY, mountpoint], capture_output=True, text=True,
+                               timeout=daemons.scaled(30))
         assert again.returncode == 1 and "already a live mount" in again.stderr
     finally:
         os.kill(pid, signal.SIGTERM)

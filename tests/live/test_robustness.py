@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from tests.live.cgroups import MEMORY_ROOT, memory_cgroups, run_in_container_like
+from tests.live.cgroups import join, memory_cgroups, run_in_container_like
+from tests.live.daemons import scaled
 
 MiB = 1024 * 1024
 
@@ -45,8 +46,9 @@ def test_one_byte_reads_and_offsets_agree_with_one_snapshot(start_daemon):
             while chunk := os.read(fd, 1):
                 parts.append(chunk)
             whole = b"".join(parts)
-            assert whole.endswith(b"\\n"), name
-            for off in (1, 7, len(whole) // 2, len(whole) - 1):
+            # a container with no I/O yet has no diskstats lines (v2: an empty io.stat)
+            assert whole.endswith(b"\\n") or name == "diskstats" and not whole, name
+            for off in (1, 7, len(whole) // 2, len(whole) - 1) if whole else ():
                 assert os.pread(fd, 33, off) == whole[off:off + 33], (name, off)
             os.close(fd)
         print("ok")
@@ -122,10 +124,9 @@ def test_callers_killed_mid_request_and_removed_cgroups_do_not_hurt(start_daemon
     with memory_cgroups(64 * MiB) as cgroup:
         for _ in range(20):
             process = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-c", reader],
-                                       preexec_fn=lambda: open(f"{MEMORY_ROOT}{cgroup}/cgroup.procs", "w").write(
-                                           str(os.getpid())))
+                                       preexec_fn=lambda: join(cgroup))
             try:
-                process.wait(0.15)
+                process.wait(scaled(0.15))  # long enough to be mid-read
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -49,6 +49,13 @@ def test_v2_host_lines_of_the_cpuset(v2):
     )
 
 
+def test_v2_enable_cfs_shows_only_the_cpus_the_quota_allows(v2):
+    # /docker/cfs: cpuset 0-3, quota 1.5 CPUs -> 2 CPUs, as /proc/cpuinfo and cpu/online show; with no
+    # per-CPU times to fold on v2, the host's lines of the first two
+    lines = render(v2, "/docker/cfs", cfs=True).splitlines()
+    assert [line.split()[0] for line in lines if line.startswith("cpu")] == ["cpu", "cpu0", "cpu1"]
+
+
 def test_aggregate_line_has_two_spaces(fake):
     assert render(fake).startswith("cpu  ")
 
