@@ -401,7 +401,7 @@ def main(argv=None):
         verb = runc_args[command] if command is not None else None
         if verb in CREATE_COMMANDS:
             check_mount(options["mountpoint"], options["timeout"])
-            spec, _ = rewrite_config(find_bundle(runc_args[command + 1:]), options["mountpoint"])
+            spec = rewrite_config(find_bundle(runc_args[command + 1:]), options["mountpoint"])[0]
             if verb != "restore":  # CRIU restores the time namespace it dumped
                 enter_timens(spec, options["timens"])
         elif verb is not None and options["timens"] != "off":
