@@ -7,7 +7,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 PKGS=(fuse3 libfuse3-dev pkg-config gcc python3-venv python3-dev docker.io
-      debootstrap lxcfs procps ca-certificates python3-docker)
+      debootstrap lxcfs procps ca-certificates python3-docker golang-1.19-go)
 POLICY_RC=/usr/sbin/policy-rc.d
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }
