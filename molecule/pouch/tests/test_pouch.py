@@ -113,3 +113,32 @@ def test_a_pouch_container_keeps_reading(host, reader, how):
     # new containers still get lxcfs: the home is bound again after every start
     assert wait_for(lambda: host.run(f"mountpoint -q {HOME}").rc == 0)
     assert run_lxcfs(host, "-m 100m", "free -b").splitlines()[1].split()[1] == str(100 * 1024 * 1024)
+
+
+def module(host, **args):
+    """lxcfs_py.fleet.lxcfs_container with engine pouch, run on the node."""
+    line = " ".join(f"{key}={value}" for key, value in args.items())
+    return host.ansible("lxcfs_py.fleet.lxcfs_container",
+                        f"engine=pouch network_mode=none lxcfs_mountpoint=/var/lib/lxcfs {line}",
+                        check=False, become=True)
+
+
+def test_the_module_manages_a_pouch_container(host):
+    name = f"molecule-pouch-module-{uuid.uuid4().hex[:8]}"
+    common = dict(name=name, image=IMAGE, command="'sleep infinity'")
+    try:
+        created = module(host, memory="100m", **common)
+        assert created["changed"] and created["container"]["status"] == "running", created
+        assert host.check_output(f"pouch exec {name} free -b").splitlines()[1].split()[1] == str(100 * 1024 * 1024)
+        # compared with what the real `pouch inspect` says: nothing to do
+        again = module(host, memory="100m", **common)
+        assert not again["changed"], again
+        # a new limit recreates it
+        bigger = module(host, memory="150m", **common)
+        assert bigger["changed"], bigger
+        assert host.check_output(f"pouch exec {name} free -b").splitlines()[1].split()[1] == str(150 * 1024 * 1024)
+        removed = module(host, name=name, state="absent")
+        assert removed["changed"], removed
+        assert host.run(f"pouch inspect {name}").rc != 0
+    finally:
+        host.run(f"pouch rm -f {name}")
