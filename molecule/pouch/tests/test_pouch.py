@@ -3,6 +3,7 @@ under systemd with lxcfs-py and the pouch_lxcfs role, on a node whose
 /etc/pouch/config.json already held other keys."""
 
 import json
+import shlex
 import time
 import uuid
 
@@ -85,7 +86,7 @@ def wait_for(predicate, timeout=60):
 def reader(host):
     name = f"molecule-pouch-reader-{uuid.uuid4().hex[:8]}"
     host.check_output(f"pouch run -d --oom-score-adj 0 --net none --enableLxcfs -m 200m --name {name} {IMAGE} "
-                      f"bash -c {READER!r}")
+                      f"bash -c {shlex.quote(READER)}")
     assert wait_for(lambda: counts(host, name)[0] > 10)
     yield name
     host.run(f"pouch rm -f {name}")
