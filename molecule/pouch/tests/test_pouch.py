@@ -26,6 +26,7 @@ def test_pouchd_runs_with_lxcfs_enabled_despite_its_config_file(host):
     # the host's own keys stay, the lxcfs settings were merged in
     assert config["network-config"] == {
         "bridge-config": {"disable-bridge": True, "iptables": False, "ipforward": False}}
+    assert config["cgroup-parent"] == "/lxcfs-py-mol-pouch"
     assert config["enable-lxcfs"] is True and config["lxcfs-home"] == HOME
 
 
