@@ -100,7 +100,7 @@ options:
   network_mode:
     description:
       - The container's network (C(--net)), for example V(none), V(host) or a network's name.
-        Left out, the engine's default (a pouchd whose bridge is disabled has none: give V(none)).
+        Left out, the engine's default; a pouchd whose bridge is disabled has none, so give V(none) there.
     type: str
   engine:
     description:
