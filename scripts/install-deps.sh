@@ -7,9 +7,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$REPO/.venv"
 # qemu-system-x86: the cgroup-v2 guest of scripts/test-v2.sh (e2fsprogs, for its
-# image, comes with every Debian)
+# image, comes with every Debian); golang-1.19-go: PouchContainer (scripts/build-pouch.sh)
 PKGS=(fuse3 libfuse3-dev pkg-config gcc python3-venv python3-dev docker.io
-      debootstrap lxcfs procps ca-certificates python3-docker qemu-system-x86)
+      debootstrap lxcfs procps ca-certificates python3-docker qemu-system-x86 golang-1.19-go)
 POLICY_RC=/usr/sbin/policy-rc.d
 
 die() { echo "install-deps: error: $*" >&2; exit 1; }

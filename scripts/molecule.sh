@@ -3,6 +3,7 @@
 # image built first (cached). Arguments go to molecule, e.g.
 #     scripts/molecule.sh test -s default
 #     scripts/molecule.sh test -s fleet
+#     scripts/molecule.sh test -s pouch    (builds pouch first: scripts/build-pouch.sh)
 #     scripts/molecule.sh converge -s default; scripts/molecule.sh login -s default
 # Needs what scripts/install-deps.sh installs and a running dockerd
 # (scripts/start-dockerd.sh); scripts/test.sh does both.
@@ -10,9 +11,10 @@
 # Leaves nothing behind after `molecule test` (its destroy step removes the
 # nodes with their /var/lib/docker volumes). On top of that, this script
 # removes what may survive an interrupted run: node containers of the
-# scenarios (named lxcfs-py-mol-*), and the empty blkio `system.slice`
+# scenarios (named lxcfs-py-mol-*), the empty blkio `system.slice`
 # cgroup that the nodes' systemd creates at the top of this (systemd-less)
-# host's blkio hierarchy.
+# host's blkio hierarchy, and empty cgroups named lxcfs-py-mol-* (the pouch
+# node's containers).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +34,10 @@ if [[ ! -t 1 ]]; then
 fi
 
 bash "$REPO/scripts/build-images.sh" node
+# the pouch scenario's node gets pouchd and pouch built from source (cached)
+if [[ " $* " == *" -s pouch "* || " $* " == *" --scenario-name pouch "* ]]; then
+    bash "$REPO/scripts/build-pouch.sh"
+fi
 
 # Cgroups that exist now are not ours to remove.
 own_cgroups=()
@@ -48,6 +54,10 @@ cleanup() {
         for c in $(docker ps -aq --filter "name=^$NODE_PREFIX" --filter label=owner=molecule); do
             log "removing leftover node $(docker inspect -f '{{.Name}}' "$c")"
             docker rm -f -v "$c" >/dev/null || true
+        done
+        # cgroup parents named after the nodes (the pouch node's pouchd uses one)
+        for d in /sys/fs/cgroup/*/"$NODE_PREFIX"*/; do
+            [[ -d $d ]] && own_cgroups+=("${d%/}")
         done
         for d in "${own_cgroups[@]}"; do
             # rmdir only: a cgroup with processes or children in use stays

@@ -19,7 +19,8 @@ bash "$REPO/scripts/build-images.sh" workload programs
 
 cd "$REPO"
 .venv/bin/python -m pytest tests "$@"
-# systemd nodes (Debian 12 images built here): the rollout, a stopped rollout, restarts
-for scenario in default fleet restart; do
+# systemd nodes (Debian 12 images built here): the rollout, a stopped rollout,
+# restarts, and PouchContainer (built from source, cached, by molecule.sh)
+for scenario in default fleet restart pouch; do
     bash "$REPO/scripts/molecule.sh" test -s "$scenario"
 done

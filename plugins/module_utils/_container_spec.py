@@ -25,7 +25,7 @@ CFS_PERIOD = 100000  # microseconds
 # of any of them means the container has to be recreated
 CONFIG_FIELDS = (
     "image", "image_id", "command", "memory", "memory_swap", "cpus", "cpuset_cpus",
-    "env", "labels", "restart_policy", "lxcfs_mounts", "enable_lxcfs", "lxcfs_view",
+    "env", "labels", "restart_policy", "network_mode", "lxcfs_mounts", "enable_lxcfs", "lxcfs_view",
 )
 # env and labels: only the entries given are compared (the image adds others)
 SUBSET_FIELDS = ("env", "labels")
@@ -192,6 +192,8 @@ def desired_spec(params, bind_mounts=None, engine="docker"):
         if params["restart_policy"] not in RESTART_POLICIES:
             raise SpecError("restart_policy must be one of %s" % ", ".join(RESTART_POLICIES))
         spec["restart_policy"] = params["restart_policy"]
+    if params.get("network_mode") is not None:
+        spec["network_mode"] = params["network_mode"]
     if engine == "pouch":
         spec["enable_lxcfs"] = True
     else:
@@ -245,6 +247,7 @@ def current_spec(inspect, lxcfs_targets=()):
         "env": _key_value_list(config.get("Env")),
         "labels": dict(config.get("Labels") or {}),
         "restart_policy": restart,
+        "network_mode": host.get("NetworkMode") or None,
         "lxcfs_mounts": sorted(mounts),
         "enable_lxcfs": bool(host.get("EnableLxcfs")),
     }

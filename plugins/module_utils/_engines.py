@@ -220,6 +220,7 @@ class DockerEngine(Engine):
             nano_cpus=int(round(spec["cpus"] * NANO)) if spec.get("cpus") else None,
             cpuset_cpus=spec.get("cpuset_cpus"),
             restart_policy={"Name": restart} if restart and restart != "no" else None,
+            network_mode=spec.get("network_mode"),
         )
         environment = ["%s=%s" % item for item in sorted((spec.get("env") or {}).items())]
         created = self._call(
@@ -311,7 +312,9 @@ def parse_pouch_inspect(text):
 
 def pouch_create_args(name, image, spec):
     """``pouch create`` arguments (without the executable) for a desired spec."""
-    args = ["create", "--name", name, "--enableLxcfs"]
+    # pouch's own default oom_score_adj is -500, which runc cannot set without
+    # CAP_SYS_RESOURCE (the container then fails to start); 0 is docker's default
+    args = ["create", "--name", name, "--enableLxcfs", "--oom-score-adj", "0"]
     if spec.get("memory"):
         args += ["--memory", str(spec["memory"])]
     if spec.get("memory_swap"):
@@ -327,6 +330,8 @@ def pouch_create_args(name, image, spec):
         args += ["--label", "%s=%s" % (key, value)]
     if spec.get("restart_policy"):
         args += ["--restart", spec["restart_policy"]]
+    if spec.get("network_mode"):
+        args += ["--net", spec["network_mode"]]
     args.append(image)
     args += list(spec.get("command") or [])
     return args

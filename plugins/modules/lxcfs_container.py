@@ -100,6 +100,11 @@ options:
       - Quote V("no") in YAML; unquoted it is a boolean and rejected.
     type: str
     choices: ["no", always, on-failure, unless-stopped]
+  network_mode:
+    description:
+      - The container's network (C(--net)), for example V(none), V(host) or a network's name.
+        Left out, the engine's default; a pouchd whose bridge is disabled has none, so give V(none) there.
+    type: str
   engine:
     description:
       - V(docker) uses dockerd through the Docker SDK for Python.
@@ -393,6 +398,7 @@ def main():
             env=dict(type="dict"),
             labels=dict(type="dict"),
             restart_policy=dict(type="str", choices=["no", "always", "on-failure", "unless-stopped"]),
+            network_mode=dict(type="str"),
             engine=dict(type="str", default="docker", choices=["docker", "pouch"]),
             lxcfs_mountpoint=dict(type="path", default="/var/lib/lxcfs"),
             docker_host=dict(type="str"),

@@ -358,15 +358,16 @@ def test_diff_dicts():
 def test_pouch_create_args():
     spec = cs.desired_spec(params(command="sleep infinity", memory="200m", memory_swap="-1", cpus=1.5,
                                   cpuset_cpus="0-1", env={"B": "2", "A": "1"}, labels={"team": "data"},
-                                  restart_policy="always"), MOUNTS, engine="pouch")
+                                  restart_policy="always", network_mode="none"), MOUNTS, engine="pouch")
     assert engines.pouch_create_args("web", "debian:bookworm", spec) == [
-        "create", "--name", "web", "--enableLxcfs", "--memory", "209715200", "--memory-swap", "-1",
+        "create", "--name", "web", "--enableLxcfs", "--oom-score-adj", "0", "--memory", "209715200", "--memory-swap", "-1",
         "--cpu-period", "100000", "--cpu-quota", "150000", "--cpuset-cpus", "0-1",
-        "--env", "A=1", "--env", "B=2", "--label", "team=data", "--restart", "always",
+        "--env", "A=1", "--env", "B=2", "--label", "team=data", "--restart", "always", "--net", "none",
         "debian:bookworm", "sleep", "infinity",
     ]
     minimal = cs.desired_spec(params(), MOUNTS, engine="pouch")
-    assert engines.pouch_create_args("web", "debian", minimal) == ["create", "--name", "web", "--enableLxcfs", "debian"]
+    assert engines.pouch_create_args("web", "debian", minimal) == ["create", "--name", "web", "--enableLxcfs", "--oom-score-adj", "0",
+                                                                     "debian"]
 
 
 class FakePouch:
@@ -401,7 +402,7 @@ def test_pouch_engine_lifecycle_commands():
     pouch.pull("debian")
     assert pouch.create("web", "debian", {"enable_lxcfs": True}, []) == "abc123"
     assert [c[1:] for c in run.calls] == [["start", "web"], ["stop", "web"], ["rm", "-f", "web"], ["pull", "debian"],
-                                          ["create", "--name", "web", "--enableLxcfs", "debian"]]
+                                          ["create", "--name", "web", "--enableLxcfs", "--oom-score-adj", "0", "debian"]]
 
 
 def test_summarize():

@@ -1,8 +1,10 @@
-"""Role lxcfs_py.fleet.pouch_lxcfs: the rendered pouch.service drop-in, idempotence, check mode, absent.
+"""Role lxcfs_py.fleet.pouch_lxcfs: the rendered pouch.service drop-in, the lxcfs
+settings merged into pouchd's config file, the lxcfs-py drop-in that binds the
+home, idempotence, check mode, absent.
 
-Pouch cannot be installed here, so the role runs against this machine with every
-path in a scratch directory and a fake pouchd; without systemd as PID 1 the
-role writes the drop-in and says pouch was not restarted.
+The role runs against this machine with every path in a scratch directory and a
+fake pouchd; without systemd as PID 1 it writes the files and says pouch was not
+restarted. A real pouchd: molecule/pouch.
 """
 
 import getpass
@@ -34,6 +36,7 @@ def root(tmp_path):
     pouchd.write_text("#!/bin/sh\nexit 0\n")
     pouchd.chmod(0o755)
     (tmp_path / "pouch").mkdir()
+    (tmp_path / "lxc").mkdir()
     return tmp_path
 
 
@@ -43,6 +46,7 @@ def play(root, check=False, executable=None, **overrides):
         "pouch_lxcfs_unit_dir": str(root / "units"),
         "pouch_lxcfs_pouchd_path": str(root / "bin" / "pouchd"),
         "pouch_lxcfs_config_file": str(root / "pouch" / "config.json"),
+        "pouch_lxcfs_home": str(root / "lxc" / "lxcfs"),
         "pouch_lxcfs_file_owner": getpass.getuser(),
         "pouch_lxcfs_file_group": grp.getgrgid(os.getgid()).gr_name,
         **overrides,
@@ -68,6 +72,14 @@ def dropin(root):
     return root / "units" / "pouch.service.d" / "lxcfs-py.conf"
 
 
+def config(root):
+    return json.loads((root / "pouch" / "config.json").read_text())
+
+
+def home_dropin(root):
+    return root / "units" / "lxcfs-py.service.d" / "pouch-lxcfs-home.conf"
+
+
 def exec_start(text):
     return [line for line in text.splitlines() if line.startswith("ExecStart=")]
 
@@ -80,7 +92,7 @@ def test_syntax_check():
 
 def test_renders_the_dropin_idempotently(root):
     args = ["--enable-cri=true", "--label", "team=a b", "--home-dir=/data/100%", 'say="$HOME"']
-    first = play(root, pouch_lxcfs_pouchd_args=args, pouch_lxcfs_mountpoint="/var/lib/lxc/lxcfs/")
+    first = play(root, pouch_lxcfs_pouchd_args=args, pouch_lxcfs_mountpoint="/srv/lxcfs/")
     assert first.returncode == 0, first.stdout + first.stderr
     assert recap(first)["changed"] >= 1
     # no systemd here: no restart, but the role says what to do
@@ -90,13 +102,13 @@ def test_renders_the_dropin_idempotently(root):
     assert exec_start(text) == [
         "ExecStart=",
         f"ExecStart={root}/bin/pouchd --enable-cri=true --label \"team=a b\" --home-dir=/data/100%% "
-        r'"say=\"$$HOME\"" --enable-lxcfs --lxcfs-home=/var/lib/lxc/lxcfs',
+        r'"say=\"$$HOME\""',
     ]
     assert "[Unit]\nWants=lxcfs-py.service\nAfter=lxcfs-py.service\n" in text
     assert text.index("[Unit]") < text.index("[Service]")
     assert oct(dropin(root).stat().st_mode & 0o777) == "0o644"
 
-    second = play(root, pouch_lxcfs_pouchd_args=args, pouch_lxcfs_mountpoint="/var/lib/lxc/lxcfs/")
+    second = play(root, pouch_lxcfs_pouchd_args=args, pouch_lxcfs_mountpoint="/srv/lxcfs/")
     assert second.returncode == 0, second.stdout + second.stderr
     assert recap(second)["changed"] == 0
     assert "was not restarted" not in second.stdout  # the handler runs only on a change
@@ -105,17 +117,49 @@ def test_renders_the_dropin_idempotently(root):
 def test_defaults(root):
     result = play(root)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert exec_start(dropin(root).read_text())[1] == (
-        f"ExecStart={root}/bin/pouchd --enable-lxcfs --lxcfs-home=/var/lib/lxcfs")
+    # the lxcfs settings are in the config file, not on the command line
+    assert exec_start(dropin(root).read_text())[1] == f"ExecStart={root}/bin/pouchd"
+    home = root / "lxc" / "lxcfs"
+    assert config(root) == {"enable-lxcfs": True, "lxcfs-home": str(home)}
+    assert home.is_dir()
+    # lxcfs-py's mount is bound at the home whenever lxcfs-py starts
+    text = home_dropin(root).read_text()
+    assert f"ExecStartPost=/bin/mount --bind /var/lib/lxcfs {home}\n" in text
+    assert f"ExecStopPost=-/bin/umount -l {home}\n" in text
+
+
+def test_merges_into_a_config_file_with_other_keys(root):
+    # with any key in the file pouchd drops --enable-lxcfs from its command line:
+    # the setting has to be in the file, beside the host's own keys
+    other = {"network-config": {"bridge-config": {"iptables": False}}, "debug": True}
+    (root / "pouch" / "config.json").write_text(json.dumps(other))
+    result = play(root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert config(root) == {**other, "enable-lxcfs": True, "lxcfs-home": str(root / "lxc" / "lxcfs")}
+    again = play(root)
+    assert again.returncode == 0 and recap(again)["changed"] == 0
+    # values the role owns are corrected
+    (root / "pouch" / "config.json").write_text(json.dumps({**other, "enable-lxcfs": False, "lxcfs-home": "/x"}))
+    assert recap(play(root))["changed"] >= 1
+    assert config(root)["enable-lxcfs"] is True and config(root)["lxcfs-home"] == str(root / "lxc" / "lxcfs")
+
+
+def test_refuses_a_home_whose_parent_holds_other_files(root):
+    # pouch binds the home's parent into every --enableLxcfs container
+    (root / "lxc" / "secret").write_text("host data")
+    result = play(root)
+    assert result.returncode != 0
+    assert f"{root / 'lxc'} holds {root / 'lxc' / 'secret'}" in result.output
+    assert not dropin(root).exists()
 
 
 def test_lxcfs_binary_and_no_unit_ordering(root):
-    result = play(root, pouch_lxcfs_lxcfs_bin="/opt/lxcfs-py/venv/bin/lxcfs-py", pouch_lxcfs_lxcfs_unit="")
+    result = play(root, pouch_lxcfs_lxcfs_bin="/opt/lxcfs-py/venv/bin/lxcfs-py", pouch_lxcfs_lxcfs_unit="",
+                  pouch_lxcfs_mountpoint=str(root / "lxc" / "lxcfs"))
     assert result.returncode == 0, result.stdout + result.stderr
     text = dropin(root).read_text()
     assert "[Unit]" not in text
-    assert exec_start(text)[1].endswith(" --enable-lxcfs --lxcfs-home=/var/lib/lxcfs "
-                                        "--lxcfs=/opt/lxcfs-py/venv/bin/lxcfs-py")
+    assert config(root)["lxcfs"] == "/opt/lxcfs-py/venv/bin/lxcfs-py"
 
 
 def test_check_mode_writes_nothing(root):
@@ -128,9 +172,9 @@ def test_check_mode_writes_nothing(root):
 
 def test_change_is_rewritten(root):
     assert play(root).returncode == 0
-    result = play(root, pouch_lxcfs_mountpoint="/srv/lxcfs")
+    result = play(root, pouch_lxcfs_home=str(root / "lxc2" / "home"))
     assert recap(result)["changed"] >= 1
-    assert "--lxcfs-home=/srv/lxcfs" in dropin(root).read_text()
+    assert config(root)["lxcfs-home"] == str(root / "lxc2" / "home")
 
 
 def test_absent_removes_it(root):
@@ -139,6 +183,8 @@ def test_absent_removes_it(root):
     assert result.returncode == 0, result.stdout + result.stderr
     assert recap(result)["changed"] >= 1
     assert not (root / "units" / "pouch.service.d").exists()
+    assert not home_dropin(root).exists()
+    assert config(root) == {}
     again = play(root, pouch_lxcfs_state="absent")
     assert again.returncode == 0 and recap(again)["changed"] == 0
 
@@ -150,17 +196,6 @@ def test_absent_keeps_other_dropins(root):
     result = play(root, pouch_lxcfs_state="absent")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not dropin(root).exists() and mine.exists()
-
-
-def test_refuses_a_config_file_that_sets_the_flags(root):
-    (root / "pouch" / "config.json").write_text(json.dumps({"enable-lxcfs": True, "lxcfs-home": "/x", "debug": True}))
-    result = play(root)
-    assert result.returncode != 0
-    assert "sets enable-lxcfs, lxcfs-home" in result.output and "refuses" in result.output
-    assert not dropin(root).exists()
-    # other keys are fine
-    (root / "pouch" / "config.json").write_text(json.dumps({"debug": True}))
-    assert play(root).returncode == 0
 
 
 def test_refuses_lxcfs_flags_in_the_other_options(root):
@@ -180,7 +215,8 @@ def test_argument_spec_is_enforced(root):
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 def test_systemd_accepts_the_unit(root):
-    assert play(root, pouch_lxcfs_pouchd_args=["--label", "a b"], pouch_lxcfs_lxcfs_unit="").returncode == 0
+    assert play(root, pouch_lxcfs_pouchd_args=["--label", "a b"], pouch_lxcfs_lxcfs_unit="",
+                pouch_lxcfs_mountpoint=str(root / "lxc" / "lxcfs")).returncode == 0
     unit = root / "units" / "pouch.service"
     unit.write_text(f"[Unit]\nDescription=pouch\n\n[Service]\nExecStart={root}/bin/pouchd\n")
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
