@@ -29,6 +29,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--enable-loadavg", action="store_true", help="per-container /proc/loadavg")
     p.add_argument("--enable-cfs", action="store_true", help="CPU count from the CFS quota (cpuinfo, stat, online)")
     p.add_argument("-u", "--disable-swap", action="store_true", help="show no swap in meminfo and swaps")
+    p.add_argument("--reuse-ms", type=_milliseconds, default=20, metavar="MS",
+                   help="give a container's further opens of a file the content rendered for it at most MS "
+                        "milliseconds ago (default 20; 0 renders every open, as LXCFS; a rewinding reader always "
+                        "gets fresh numbers)")
     p.add_argument("--log-file", help="in the background, log here instead of discarding logs")
     p.add_argument("--no-remount", action="store_true",
                    help="at start, leave containers' files on a dead mount alone (see 'lxcfs-py remount')")
@@ -41,6 +45,16 @@ def parser() -> argparse.ArgumentParser:
     roots.add_argument("--cgroup-root", default="/sys/fs/cgroup", help=argparse.SUPPRESS)
     roots.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
     return p
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds from 0 to 1000")
+    return value
 
 
 def _daemonize() -> int:
@@ -179,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         argv=absolute_argv(p, argv),
         handover=args.handover,
         heal=not args.no_remount,
+        reuse_window=args.reuse_ms / 1000,
     )
     log_file = absolute(args.log_file)
     _isolate()

@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import select
 import signal
 import sys
-import time
 from dataclasses import dataclass, field
 
 import pyfuse3
 import trio
 
-from lxcfs_py import daemon_files, fsread, handover, heal_records, kernel_mounts, mounts, remount, signals, systemd
+from lxcfs_py import (daemon_files, fsread, fuse_wait, handover, heal_records, kernel_mounts, mounts, recent, remount,
+                      signals, systemd)
 from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
@@ -35,6 +34,7 @@ class DaemonConfig:
     argv: list[str] = field(default_factory=list)  # our command line, to re-exec on SIGHUP
     handover: str | None = None  # "FUSE_FD,STATE_FD" from the process we replace
     heal: bool = True  # re-bind containers' files left on a dead mount after a fresh mount
+    reuse_window: float = recent.DEFAULT_WINDOW  # seconds a render serves a container's further opens
 
 
 def fuse_options(extra: list[str]) -> set[str]:
@@ -56,72 +56,23 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, "-I", *args]
 
 
-# After each request, poll /dev/fuse this long for the next one before
-# sleeping in epoll. A reader's open, read, read (EOF) and release arrive
-# back to back; catching the next request while still running saves a sleep
-# and a wakeup -- often across CPUs, the costliest part of a request -- and
-# so CPU time too. The price: up to this much spinning after the last
-# request of a burst. 0 turns it off.
-SPIN_SECONDS = 50e-6
-# Requests served at most between passes through trio's scheduler (which
-# runs the signal handler and the loadavg sampler).
-SPIN_YIELD_EVERY = 64
 NEW_CODE_TIMEOUT = 60  # seconds the SIGHUP check may take to import the installed code
 
 
-def _fuse_fd() -> int | None:
-    """The /dev/fuse fd pyfuse3 opened (it does not expose it), if there is exactly one."""
-    found = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{name}") == "/dev/fuse":
-                found.append(int(name))
-        except OSError:
-            continue
-    return found[0] if len(found) == 1 else None
-
-
-def _single_worker_wait(fd: int, spin: float):
-    """A replacement for pyfuse3's internal _wait_fuse_readable, for one worker only.
-
-    pyfuse3 (3.x) waits for /dev/fuse holding a trio.Lock so that only one
-    of its workers reads at a time; with one worker (max_tasks=1) the lock
-    guards nothing, and taking it costs a pass of trio's scheduler and an
-    epoll_wait per request. This wait skips the lock, and first spins for up
-    to `spin` seconds, since the next request usually follows at once.
-    """
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    poll = poller.poll
-    clock = time.perf_counter
-    served = 0
-
-    async def wait_fuse_readable() -> bool:
-        nonlocal served
-        served += 1
-        if spin and served % SPIN_YIELD_EVERY:
-            deadline = clock() + spin
-            while True:
-                if poll(0):
-                    return True
-                if clock() >= deadline:
-                    break
-        try:
-            await trio.lowlevel.wait_readable(fd)
-        except trio.ClosedResourceError:  # pyfuse3.terminate()
-            return False
-        return True
-
-    return wait_fuse_readable
+# pyfuse3 runs one task per request in flight; renders wait in threads (offload.py)
+# while the other tasks go on serving. Bounds the requests in flight at once.
+MAX_TASKS = 256
+RENDER_GRACE = 1.0  # seconds renders in flight at a stop may take before their readers get EIO
 
 
 async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None, reexec,
-                 toggle) -> str:
+                 toggle, finish_renders) -> str:
     """Serve until a signal; return why we stopped: 'stop' or 'unmounted'.
 
     On SIGHUP or SIGUSR1, `reexec()` replaces this process from inside the
     loop; if the new code does not load or the exec fails, serving simply
-    goes on. SIGUSR2 calls `toggle()`. See signals.py.
+    goes on. SIGUSR2 calls `toggle()`. On a stop, `finish_renders(grace)` ends the
+    requests still waiting for a render. See signals.py.
     """
     outcome = "unmounted"
     async with trio.open_nursery() as nursery:
@@ -161,6 +112,7 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
                     systemd.notify("STOPPING=1")
                     outcome = "stop"
                     pyfuse3.terminate()
+                    await finish_renders(RENDER_GRACE)
                     return
 
         nursery.start_soon(stop_on_signal)
@@ -170,20 +122,11 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
             nursery.start_soon(heal)
         else:
             heal_done.set()
-        # One worker: every handler is synchronous (it never awaits), so more
-        # workers add no concurrency, only a lock hand-off and a task switch
-        # between them on every request.
-        saved = getattr(pyfuse3, "_wait_fuse_readable", None)
-        fd = (wait_fd if wait_fd is not None else _fuse_fd()) if saved is not None else None
-        if fd is not None:
-            pyfuse3._wait_fuse_readable = _single_worker_wait(fd, SPIN_SECONDS)
-        else:
-            log.debug("pyfuse3's wait for /dev/fuse not found: serving with its own")
+        undo = fuse_wait.install(wait_fd if wait_fd is not None else fuse_wait.fuse_fd())
         try:
-            await pyfuse3.main(min_tasks=1, max_tasks=1)
+            await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
         finally:
-            if fd is not None:
-                pyfuse3._wait_fuse_readable = saved
+            undo()
         nursery.cancel_scope.cancel()
     return outcome
 
@@ -285,7 +228,7 @@ def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
 
     Returns (raising OSError) only if the exec failed; nothing is given up then.
     """
-    fuse_fd = _fuse_fd()
+    fuse_fd = fuse_wait.fuse_fd()
     state_fd = handover.write_memfd(ops.state.export())
     for fd in (fuse_fd, state_fd):
         os.set_inheritable(fd, True)
@@ -321,7 +264,8 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
     factory = CgroupFactory(config.roots.cgroup)
     state = DaemonState()  # what a successor takes over (see state.py)
     sampler = LoadSampler(config.roots, state.loads) if config.opts.loadavg else None
-    ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler, state)
+    ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler, state,
+                          config.reuse_window)
     adopted_fd = _connect(config, ops)
     outcome = "stop"
     try:
@@ -331,7 +275,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
             on_mounted()
         log.info("serving %s (cgroup %s, %s)", config.mountpoint, factory.version_label(), config.opts)
         if systemd.fd_store_enabled():
-            systemd.store_fd(_fuse_fd(), "fuse")  # a restart or a crash then keeps the mount alive
+            systemd.store_fd(fuse_wait.fuse_fd(), "fuse")  # a restart or a crash then keeps the mount alive
         if adopted_fd is None:
             try:
                 heal_records.record(config.roots.proc, config.mountpoint)
@@ -341,7 +285,8 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         systemd.notify("READY=1")
         _keep_files_open(config.roots)
         heal = config.mountpoint if adopted_fd is None and config.heal else None
-        outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops), ops.toggle_virtualization)
+        outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops), ops.toggle_virtualization,
+                             ops.renders.finish)
         if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():
             _leave_for_systemd_restart(ops)
             outcome = "handed-over"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
+import inspect
 import logging
 import os
 import stat
@@ -19,6 +20,8 @@ import pyfuse3
 
 from lxcfs_py.caller import Caller, CallerGone, CallerResolver
 from lxcfs_py.context import Options, Request, Roots
+from lxcfs_py.offload import Renders
+from lxcfs_py.recent import DEFAULT_WINDOW, RecentRenders
 from lxcfs_py.state import DaemonState, Handle, owner_of
 from lxcfs_py.tree import Node, Tree
 
@@ -38,9 +41,13 @@ def inode_of(path: str) -> int:
 
 
 def _guarded(method):
+    awaited = inspect.iscoroutinefunction(method)
+
     @functools.wraps(method)
     async def wrapper(self, *args):
         try:
+            if awaited:
+                return await method(self, *args)
             return method(self, *args)
         except pyfuse3.FUSEError:
             raise
@@ -66,7 +73,7 @@ def _refuse(code: int):
 
 class LxcfsOperations(pyfuse3.Operations):
     def __init__(self, roots: Roots, opts: Options, resolver: CallerResolver, sampler=None,
-                 state: DaemonState | None = None):
+                 state: DaemonState | None = None, reuse_window: float = DEFAULT_WINDOW):
         super().__init__()
         self.roots = roots
         self.opts = opts
@@ -78,6 +85,8 @@ class LxcfsOperations(pyfuse3.Operations):
         self.paths = self.state.paths
         self.handles = self.state.handles
         self.dir_handles = self.state.dir_handles
+        self.renders = Renders()
+        self.recent = RecentRenders(reuse_window)
         self.on_init = None
         self.virtualize = True  # SIGUSR2 switches it, as in LXCFS
         self._logged: set[tuple] = set()
@@ -211,7 +220,7 @@ class LxcfsOperations(pyfuse3.Operations):
 
     # -- files ------------------------------------------------------------------
     @_guarded
-    def open(self, inode, flags, ctx):
+    async def open(self, inode, flags, ctx):
         if flags & WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EACCES)
         path = self._path(inode)
@@ -222,17 +231,28 @@ class LxcfsOperations(pyfuse3.Operations):
         handle = self.new_handle(path, node, self.resolver.resolve(ctx.pid))
         self.state.admit(handle.owner)  # before rendering: a flood past the cap costs little
         try:
-            content = handle.regenerate()
+            content = await self.content(handle)
         except FileNotFoundError:
             if handle.req is None:
                 raise
             # the cached cgroup may be gone (moved or removed): resolve afresh once
             self.resolver.forget(ctx.pid)
             handle = self.new_handle(path, node, self.resolver.resolve(ctx.pid))
-            content = handle.regenerate()
+            content = await self.content(handle)
         # snapshot: reads at any offset and size agree with one whole read
         fh = self.state.add_file(handle, content)
         return pyfuse3.FileInfo(fh=fh, direct_io=True, keep_cache=False)
+
+    async def content(self, handle: Handle, fresh: bool = False) -> bytes:
+        """The handle's file as rendered for its caller a moment ago (recent.py), or `fresh`ly."""
+        key = (handle.path, handle.owner, handle.req.init_pid if handle.req else 0, self.virtualize)
+        if not fresh:
+            content = self.recent.get(key)
+            if content is not None:
+                return content
+        content = await self.renders.run(handle.owner, handle.regenerate)
+        self.recent.put(key, content)
+        return content
 
     def new_handle(self, path: str, node: Node, caller: Caller) -> Handle:
         owner = owner_of(caller.cgroup)
@@ -260,14 +280,14 @@ class LxcfsOperations(pyfuse3.Operations):
             self.on_init()
 
     @_guarded
-    def read(self, fh, off, size):
+    async def read(self, fh, off, size):
         try:
             handle = self.handles[fh]
         except KeyError:
             raise pyfuse3.FUSEError(errno.EBADF) from None
         if off == 0 and handle.read_once:
             # a reader that rewinds (top, free -s) wants fresh numbers, as with /proc
-            self.state.refresh(handle, handle.regenerate())
+            self.state.refresh(handle, await self.content(handle, fresh=True))
         handle.read_once = True
         return handle.content[off : off + size]
 

@@ -177,9 +177,10 @@ class DaemonState:
             "handles": handles,
             "dirs": {str(fh): entries for fh, entries in self.dir_handles.items()},
             "dir_owners": {str(fh): owner for fh, owner in self.dir_owners.items()},
-            "cpu_views": {key: dataclasses.asdict(view) for key, view in self.cpu_views.items()},
-            "floors": self.floors,
-            "loads": {d: dataclasses.asdict(load) for d, load in self.loads.items()},
+            # list(): render threads (offload.py) may add a container meanwhile
+            "cpu_views": {key: dataclasses.asdict(view) for key, view in list(self.cpu_views.items())},
+            "floors": dict(list(self.floors.items())),
+            "loads": {d: dataclasses.asdict(load) for d, load in list(self.loads.items())},
         }
         return json.dumps(state).encode()
 

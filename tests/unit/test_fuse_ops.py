@@ -1,8 +1,8 @@
 """The pyfuse3 adapter driven directly (no mount): handles, offsets, errnos.
 
 pyfuse3.RequestContext cannot be built outside a FUSE request, so a stand-in
-with .pid/.uid/.gid plays the caller. Handlers run to completion with one send()
-(see run()); the one-byte read test drives them from trio.run like pyfuse3 does.
+with .pid/.uid/.gid plays the caller. Each handler runs in trio like pyfuse3 runs
+it (renders go to a thread: offload.py).
 """
 
 import errno
@@ -25,21 +25,14 @@ CONTAINER = SimpleNamespace(pid=1001, uid=0, gid=0)  # a process of /docker/abc
 HOST = SimpleNamespace(pid=900, uid=0, gid=0)
 
 
-def operations(fake, opts=Options()) -> LxcfsOperations:
+def operations(fake, opts=Options(), reuse_window=0.0) -> LxcfsOperations:
+    """Every open renders afresh unless a test asks for reuse (recent.py)."""
     resolver = CallerResolver(fake.roots.proc, fake.factory, host_pidns=fake.namespaces["host"])
-    return LxcfsOperations(fake.roots, opts, resolver)
+    return LxcfsOperations(fake.roots, opts, resolver, reuse_window=reuse_window)
 
 
 def run(method, *args):
-    """Call an async handler. They never await (the daemon serves with one worker for
-    that reason), so one send() runs a handler to its end; that is checked here."""
-    coroutine = method(*args)
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise AssertionError(f"{method.__name__} awaited something")
+    return trio.run(method, *args)
 
 
 def fuse_errno(method, *args) -> int:
@@ -163,6 +156,54 @@ def test_a_removed_cgroup_is_resolved_afresh(fake_rw):
         shutil.rmtree(directory)
     # /docker/cfs has no limit of its own: its parent /docker's 1 GiB
     assert read_whole(ops, "proc/meminfo").startswith(b"MemTotal:        1048576 kB\n")
+
+
+def reusing(fake):
+    """Operations reusing renders, on a clock the test moves."""
+    ops = operations(fake, reuse_window=0.02)
+    clock = [0.0]
+    ops.recent.clock = lambda: clock[0]
+    return ops, clock
+
+
+def memtotal(data: bytes) -> bytes:
+    return data.split(b"\n", 1)[0]
+
+
+def set_memory_limit(fake_rw, cgroup: str, value: int) -> None:
+    name = "memory.limit_in_bytes" if fake_rw.version == 1 else "memory.max"
+    trees.write(fake_rw.cg_file(cgroup, name), f"{value}\n")
+
+
+def test_a_container_reopening_within_the_window_gets_the_same_render(fake_rw):
+    ops, clock = reusing(fake_rw)
+    first = read_whole(ops, "proc/meminfo")
+    set_memory_limit(fake_rw, "/docker/abc", 256 * trees.MiB)
+    clock[0] += 0.019
+    assert read_whole(ops, "proc/meminfo") == first
+    clock[0] += 0.002  # past the window: rendered afresh
+    assert memtotal(read_whole(ops, "proc/meminfo")) == b"MemTotal:         262144 kB"
+
+
+def test_a_rewinding_reader_renders_afresh_within_the_window(fake_rw):
+    ops, _ = reusing(fake_rw)
+    fh = open_file(ops, "proc/meminfo")
+    assert memtotal(run(ops.read, fh, 0, 1 << 20)) == b"MemTotal:         524288 kB"
+    set_memory_limit(fake_rw, "/docker/abc", 256 * trees.MiB)
+    assert memtotal(run(ops.read, fh, 0, 1 << 20)) == b"MemTotal:         262144 kB"
+    run(ops.release, fh)
+    # and the fresh render is what the container's next open gets
+    assert memtotal(read_whole(ops, "proc/meminfo")) == b"MemTotal:         262144 kB"
+
+
+@pytest.mark.parametrize("path", list(FILES))
+def test_a_render_is_never_reused_for_another_caller(fake, path):
+    ops, _ = reusing(fake)
+    other = SimpleNamespace(pid=2000, uid=0, gid=0)  # container "def"
+    for first, second in ((CONTAINER, other), (other, HOST), (HOST, CONTAINER)):
+        fresh = operations(fake)
+        assert read_whole(ops, path, first) == read_whole(fresh, path, first)
+        assert read_whole(ops, path, second) == read_whole(fresh, path, second), (first, second)
 
 
 @pytest.mark.parametrize("ctx, cpus", [

@@ -1,0 +1,114 @@
+"""The one place that reaches into pyfuse3's private wait for /dev/fuse.
+
+pyfuse3 (3.x) starts one task per request in flight, and each task waits
+for /dev/fuse through the module-level coroutine `_wait_fuse_readable`,
+holding a trio.Lock so that one task at a time reads. Taking that lock
+costs a pass of trio's scheduler and an epoll_wait per request. Our wait
+replaces it: the task that just answered a request first spins for a few
+microseconds on poll(), since a reader's open, read, read (EOF) and release
+arrive back to back, and only then parks in epoll; at most one task is
+parked on the fd at a time (trio allows no more), the others wait their
+turn. It keeps pyfuse3's contract: return True when a request can be read
+without blocking, False once the session is closing.
+
+Nothing else in lxcfs-py touches pyfuse3's internals. The unit test
+tests/unit/test_fuse_wait.py fails when an upgrade of pyfuse3 moves or
+changes the hook, and pyproject.toml bounds pyfuse3 to the tested versions.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+import pyfuse3
+import trio
+
+HOOK = "_wait_fuse_readable"
+TESTED_VERSIONS = ("3.4.", "3.5.")  # pyproject.toml allows these only
+# After each request, poll /dev/fuse this long for the next one before
+# sleeping in epoll: catching it while still running saves a sleep and a
+# wakeup (often across CPUs, the costliest part of a request). The price: up
+# to this much spinning after the last request of a burst. 0 turns it off.
+SPIN_SECONDS = 50e-6
+# Requests served at most between passes through trio's scheduler (which runs
+# the signal handler, the loadavg sampler and the replies of renders done in
+# threads).
+YIELD_EVERY = 64
+
+
+def fuse_fd() -> int | None:
+    """The /dev/fuse fd pyfuse3 opened (it does not expose it), if there is exactly one."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}") == "/dev/fuse":
+                found.append(int(name))
+        except OSError:
+            continue
+    return found[0] if len(found) == 1 else None
+
+
+def hook_present() -> bool:
+    return callable(getattr(pyfuse3, HOOK, None))
+
+
+class FuseWait:
+    """A drop-in for pyfuse3's `_wait_fuse_readable` on `fd` (see the module's doc)."""
+
+    def __init__(self, fd: int, spin: float = SPIN_SECONDS):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        self._poll = poller.poll
+        self.fd = fd
+        self.spin = spin
+        self.served = 0
+        self.parked_on_fd = False
+        self.closing = False
+        self.turns = trio.lowlevel.ParkingLot()
+
+    async def __call__(self) -> bool:
+        self.served += 1
+        if self.spin and self.served % YIELD_EVERY and self._readable_within(self.spin):
+            return True
+        while True:
+            while self.parked_on_fd and not self.closing:
+                await self.turns.park()
+            if self.closing:
+                return False
+            self.parked_on_fd = True
+            try:
+                await trio.lowlevel.wait_readable(self.fd)
+            except trio.ClosedResourceError:  # pyfuse3.terminate()
+                self.closing = True
+                self.turns.unpark_all()
+                return False
+            finally:
+                self.parked_on_fd = False
+            self.turns.unpark()  # the next task takes the fd while this one serves
+            # another task may have read the request in the meantime (it spun): then
+            # pyfuse3's blocking read would stall the whole loop until the next one
+            if self._readable_within(0):
+                return True
+
+    def _readable_within(self, seconds: float) -> bool:
+        deadline = time.perf_counter() + seconds
+        while True:
+            if self._poll(0):
+                return True
+            if time.perf_counter() >= deadline:
+                return False
+
+
+def install(fd: int | None, spin: float = SPIN_SECONDS):
+    """Replace pyfuse3's wait with a FuseWait on `fd`; returns an undo function.
+
+    Without the hook or the fd (pyfuse3 changed, or several /dev/fuse fds are
+    open), pyfuse3's own wait stays: slower, still correct.
+    """
+    saved = getattr(pyfuse3, HOOK, None)
+    if saved is None or fd is None:
+        return lambda: None
+    setattr(pyfuse3, HOOK, FuseWait(fd, spin))
+    return lambda: setattr(pyfuse3, HOOK, saved)
