@@ -66,13 +66,13 @@ RENDER_GRACE = 1.0  # seconds renders in flight at a stop may take before their 
 
 
 async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None, reexec,
-                 toggle, finish_renders) -> str:
+                 toggle, renders) -> str:
     """Serve until a signal; return why we stopped: 'stop' or 'unmounted'.
 
     On SIGHUP or SIGUSR1, `reexec()` replaces this process from inside the
     loop; if the new code does not load or the exec fails, serving simply
-    goes on. SIGUSR2 calls `toggle()`. On a stop, `finish_renders(grace)` ends the
-    requests still waiting for a render. See signals.py.
+    goes on. SIGUSR2 calls `toggle()`. On a stop, the requests still waiting for a
+    render (offload.Renders) get a moment to finish. See signals.py.
     """
     outcome = "unmounted"
     async with trio.open_nursery() as nursery:
@@ -112,7 +112,7 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
                     systemd.notify("STOPPING=1")
                     outcome = "stop"
                     pyfuse3.terminate()
-                    await finish_renders(RENDER_GRACE)
+                    await renders.finish(RENDER_GRACE)
                     return
 
         nursery.start_soon(stop_on_signal)
@@ -122,7 +122,9 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
             nursery.start_soon(heal)
         else:
             heal_done.set()
-        undo = fuse_wait.install(wait_fd if wait_fd is not None else fuse_wait.fuse_fd())
+        nursery.start_soon(renders.deliver_forever)
+        undo = fuse_wait.install(wait_fd if wait_fd is not None else fuse_wait.fuse_fd(), wake_fd=renders.done_fd,
+                                 on_wake=renders.deliver)
         try:
             await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
         finally:
@@ -286,7 +288,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         _keep_files_open(config.roots)
         heal = config.mountpoint if adopted_fd is None and config.heal else None
         outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops), ops.toggle_virtualization,
-                             ops.renders.finish)
+                             ops.renders)
         if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():
             _leave_for_systemd_restart(ops)
             outcome = "handed-over"

@@ -55,14 +55,22 @@ def hook_present() -> bool:
 
 
 class FuseWait:
-    """A drop-in for pyfuse3's `_wait_fuse_readable` on `fd` (see the module's doc)."""
+    """A drop-in for pyfuse3's `_wait_fuse_readable` on `fd` (see the module's doc).
 
-    def __init__(self, fd: int, spin: float = SPIN_SECONDS):
+    While it spins it also watches `wake_fd`, readable when renders done in
+    threads are ready to be answered (offload.Renders): it calls `on_wake()`
+    and yields, so that their tasks reply without waiting for a sleep in epoll.
+    """
+
+    def __init__(self, fd: int, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None):
         poller = select.poll()
         poller.register(fd, select.POLLIN)
+        if wake_fd is not None:
+            poller.register(wake_fd, select.POLLIN)
         self._poll = poller.poll
         self.fd = fd
         self.spin = spin
+        self.on_wake = on_wake
         self.served = 0
         self.parked_on_fd = False
         self.closing = False
@@ -70,8 +78,15 @@ class FuseWait:
 
     async def __call__(self) -> bool:
         self.served += 1
-        if self.spin and self.served % YIELD_EVERY and self._readable_within(self.spin):
-            return True
+        if self.spin and self.served % YIELD_EVERY:
+            while True:
+                ready = self._ready_within(self.spin)
+                if ready == self.fd:
+                    return True
+                if ready is None:
+                    break
+                self.on_wake()
+                await trio.lowlevel.checkpoint()  # the tasks just woken send their replies
         while True:
             while self.parked_on_fd and not self.closing:
                 await self.turns.park()
@@ -89,19 +104,21 @@ class FuseWait:
             self.turns.unpark()  # the next task takes the fd while this one serves
             # another task may have read the request in the meantime (it spun): then
             # pyfuse3's blocking read would stall the whole loop until the next one
-            if self._readable_within(0):
+            if any(fd == self.fd for fd, _ in self._poll(0)):
                 return True
 
-    def _readable_within(self, seconds: float) -> bool:
+    def _ready_within(self, seconds: float) -> int | None:
+        """The fd that became readable first (/dev/fuse preferred), or None after `seconds`."""
         deadline = time.perf_counter() + seconds
         while True:
-            if self._poll(0):
-                return True
+            events = self._poll(0)
+            if events:
+                return self.fd if any(fd == self.fd for fd, _ in events) else events[0][0]
             if time.perf_counter() >= deadline:
-                return False
+                return None
 
 
-def install(fd: int | None, spin: float = SPIN_SECONDS):
+def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None):
     """Replace pyfuse3's wait with a FuseWait on `fd`; returns an undo function.
 
     Without the hook or the fd (pyfuse3 changed, or several /dev/fuse fds are
@@ -110,5 +127,5 @@ def install(fd: int | None, spin: float = SPIN_SECONDS):
     saved = getattr(pyfuse3, HOOK, None)
     if saved is None or fd is None:
         return lambda: None
-    setattr(pyfuse3, HOOK, FuseWait(fd, spin))
+    setattr(pyfuse3, HOOK, FuseWait(fd, spin, wake_fd, on_wake))
     return lambda: setattr(pyfuse3, HOOK, saved)

@@ -3,19 +3,29 @@
 A render reads cgroup and /proc files, and the kernel can take its time
 producing one (memory.stat under memory pressure, a cgroup being torn
 down, a host under load). On the loop, that would hold every request of
-every container. Each render runs in a thread instead (the GIL is free
-while the kernel works), one at a time per container: its renders never
-race on its own state (never-backwards counters, the --enable-cfs view),
-and a container stuck on its own files queues at most MAX_QUEUED more
-before its next opens fail with EAGAIN, keeping the loop's tasks for the
-others.
+every container. Each render runs in a worker thread instead (the GIL is
+free while the kernel works), one at a time per container: its renders
+never race on its own state (never-backwards counters, the --enable-cfs
+view), and a container stuck on its own files queues at most MAX_QUEUED
+more before its next opens fail with EAGAIN, keeping the loop's tasks for
+the others.
+
+The hand-off is lean, since it happens on every render: a job queue to
+the threads, and an eventfd back that the loop's wait for /dev/fuse
+(fuse_wait.FuseWait) polls along with it; trio's own to_thread costs
+several times a meminfo render on small VMs.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import queue
+import threading
+from collections import deque
 from typing import Callable
 
+import outcome
 import trio
 
 from lxcfs_py.state import Owner, describe
@@ -24,41 +34,102 @@ MAX_QUEUED = 8  # one container's renders waiting behind its running one
 MAX_THREADS = 64  # renders running at once, all containers together
 
 
+class Job:
+    __slots__ = ("render", "task", "result", "abandoned")
+
+    def __init__(self, render: Callable[[], bytes], task):
+        self.render = render
+        self.task = task
+        self.result = None
+        self.abandoned = False
+
+
 class Lane:
-    __slots__ = ("turn", "users")
+    """One container's renders: one at a time, the rest parked in order."""
+
+    __slots__ = ("busy", "waiting", "turns")
 
     def __init__(self):
-        self.turn = trio.CapacityLimiter(1)
-        self.users = 0
+        self.busy = False
+        self.waiting = 0
+        self.turns = trio.lowlevel.ParkingLot()
 
 
 class Renders:
     def __init__(self):
         self._lanes: dict[Owner, Lane] = {}
-        self._threads = trio.CapacityLimiter(MAX_THREADS)
-        self._running: set[trio.CancelScope] = set()
+        self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._done: deque[Job] = deque()
+        self.done_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # readable: jobs to deliver
+        self._threads = 0
+        self._idle = 0
+        self._lock = threading.Lock()  # guards the two counts, shared with the threads
+        self._running: set[Job] = set()
 
+    # -- the loop's side ------------------------------------------------------------
     async def run(self, owner: Owner, render: Callable[[], bytes]) -> bytes:
-        """`render()` in a thread, after the owner's earlier renders."""
+        """`render()` in a worker thread, after the owner's earlier renders."""
         lane = self._lanes.get(owner)
         if lane is None:
             lane = self._lanes[owner] = Lane()
-        if lane.users > MAX_QUEUED:
+        if lane.waiting >= MAX_QUEUED:
             raise OSError(errno.EAGAIN, f"{describe(owner)} has {MAX_QUEUED} files waiting for the kernel")
-        lane.users += 1
+        lane.waiting += 1
         try:
-            with trio.CancelScope() as scope:
-                self._running.add(scope)
-                try:
-                    async with lane.turn:
-                        return await trio.to_thread.run_sync(render, limiter=self._threads, abandon_on_cancel=True)
-                finally:
-                    self._running.discard(scope)
-            raise OSError(errno.EIO, "the daemon stopped while this file was being rendered")
+            while lane.busy:
+                await lane.turns.park()
+            lane.busy = True
         finally:
-            lane.users -= 1
-            if not lane.users:
+            lane.waiting -= 1
+        try:
+            return await self._in_thread(render)
+        finally:
+            lane.busy = False
+            if lane.waiting:
+                lane.turns.unpark()
+            else:
                 del self._lanes[owner]
+
+    async def _in_thread(self, render: Callable[[], bytes]) -> bytes:
+        job = Job(render, trio.lowlevel.current_task())
+        self._running.add(job)
+        self._start(job)
+
+        def abort(_):  # cancelled (a stop): the thread's result is dropped when it comes
+            job.abandoned = True
+            self._running.discard(job)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _start(self, job: Job) -> None:
+        with self._lock:
+            spawn = self._idle == 0 and self._threads < MAX_THREADS
+            if spawn:
+                self._threads += 1
+            else:
+                self._idle -= 1 if self._idle else 0
+        self._jobs.put(job)
+        if spawn:
+            threading.Thread(target=self._work, name="lxcfs-py-render", daemon=True).start()
+
+    def deliver(self) -> None:
+        """Wake the tasks whose renders finished (on the loop, when done_fd is readable)."""
+        try:
+            os.eventfd_read(self.done_fd)
+        except BlockingIOError:
+            pass
+        while self._done:
+            job = self._done.popleft()
+            if not job.abandoned:
+                self._running.discard(job)
+                trio.lowlevel.reschedule(job.task, job.result)
+
+    async def deliver_forever(self) -> None:
+        """For when the loop sleeps in epoll (FuseWait catches done_fd while it spins)."""
+        while True:
+            await trio.lowlevel.wait_readable(self.done_fd)
+            self.deliver()
 
     async def finish(self, grace: float) -> None:
         """On stop: let running renders end for up to `grace` seconds, then answer the requests
@@ -67,5 +138,18 @@ class Renders:
         with trio.move_on_after(grace):
             while self._running:
                 await trio.sleep(0.005)
-        for scope in list(self._running):
-            scope.cancel()
+        for job in list(self._running):
+            job.abandoned = True
+            trio.lowlevel.reschedule(job.task, outcome.Error(
+                OSError(errno.EIO, "the daemon stopped while this file was being rendered")))
+        self._running.clear()
+
+    # -- the threads' side ------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            job.result = outcome.capture(job.render)
+            self._done.append(job)
+            with self._lock:
+                self._idle += 1
+            os.eventfd_write(self.done_fd, 1)

@@ -11,6 +11,7 @@ import shutil
 import stat
 from types import SimpleNamespace
 
+import outcome
 import pyfuse3
 import pytest
 import trio
@@ -32,7 +33,15 @@ def operations(fake, opts=Options(), reuse_window=0.0) -> LxcfsOperations:
 
 
 def run(method, *args):
-    return trio.run(method, *args)
+    """Run one handler in trio, with the task that answers renders done in threads, as in the daemon."""
+    async def handle():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(method.__self__.renders.deliver_forever)
+            result = await outcome.acapture(method, *args)
+            nursery.cancel_scope.cancel()
+        return result
+
+    return trio.run(handle).unwrap()
 
 
 def fuse_errno(method, *args) -> int:
