@@ -108,7 +108,7 @@ def mode_table(summary_of_mode: dict, impls: list[str]) -> str:
     """One mode: total reads/s of each implementation, lxcfs-py's ratios and the daemons' CPU per read."""
     shown = [i for i in impls if any(i in by_impl for by_impl in summary_of_mode.values())]
     daemons = [i for i in shown if i != "kernel"]
-    others = [i for i in compared_with(shown)]
+    others = compared_with(shown)
     cols = ["file", *(f"{impl_label(i)} reads/s" for i in shown), *(f"py / {impl_label(o).removeprefix('lxcfs ')}"
                                                                      for o in others)]
     if daemons:

@@ -272,7 +272,8 @@ class Bench:
         while None in results:
             waiting = [r for r, line in zip(readers, results) if line is None]
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no result from {', '.join(r.name for r in waiting)} (see `docker logs`)")
+                raise RuntimeError(f"no result from readbench in {', '.join(r.name for r in waiting)}: "
+                                   "is the container still running (`docker ps -a`)?")
             select.select([r.results for r in waiting], [], [], 1.0)
             for i, reader in enumerate(readers):
                 if results[i] is None:
