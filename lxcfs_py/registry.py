@@ -1,12 +1,13 @@
-"""The virtual tree: the one table that lists every path the daemon serves."""
+"""The virtual tree: the served files (lxcfs_py.served_files, the one list) with their handlers."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
 from lxcfs_py.context import Request
-from lxcfs_py.files import cpu_sysfs, cpuinfo, diskstats, loadavg, meminfo, slabinfo, stat, swaps, uptime
+from lxcfs_py.served_files import PASSTHROUGH_DIRS, SERVED_FILES
 
 Render = Callable[[Request], bytes]
 
@@ -29,22 +30,18 @@ class Passthrough:
     visible: Callable[[Request, str], bool]
 
 
+def handler(module: str, function: str) -> Callable:
+    """A function of a lxcfs_py.files module, named in the table."""
+    return getattr(importlib.import_module(f"lxcfs_py.files.{module}"), function)
+
+
 FILES: dict[str, VirtualFile] = {
-    "proc/cpuinfo": VirtualFile(cpuinfo.render),
-    "proc/diskstats": VirtualFile(diskstats.render),
-    "proc/loadavg": VirtualFile(loadavg.render),
-    "proc/meminfo": VirtualFile(meminfo.render),
-    "proc/stat": VirtualFile(stat.render),
-    "proc/swaps": VirtualFile(swaps.render),
-    "proc/uptime": VirtualFile(uptime.render),
-    "proc/slabinfo": VirtualFile(slabinfo.render, 0o400),  # the host's slab caches: root only
-    "sys/devices/system/cpu/online": VirtualFile(cpu_sysfs.render_online),
-    "sys/devices/system/cpu/possible": VirtualFile(cpu_sysfs.render_possible),
-    "sys/devices/system/cpu/present": VirtualFile(cpu_sysfs.render_present),
+    path: VirtualFile(handler(module, render), mode) for path, (module, render, mode) in SERVED_FILES.items()
 }
 
 PASSTHROUGH: dict[str, Passthrough] = {
-    "sys/devices/system/cpu": Passthrough("devices/system/cpu", cpu_sysfs.entry_visible),
+    path: Passthrough(host_dir, handler(module, visible))
+    for path, (host_dir, module, visible) in PASSTHROUGH_DIRS.items()
 }
 
 

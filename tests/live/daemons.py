@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from lxcfs_py import heal_records, mounts
+from lxcfs_py.served_files import SERVED_FILES
 
 LXCFS_PY = [sys.executable, "-m", "lxcfs_py"]
 # The one factor every wait in the live tests is multiplied by: 1 on a host, more where everything is
@@ -20,6 +21,10 @@ TIME_SCALE = float(os.environ.get("LXCFS_PY_TEST_TIME_SCALE", "1"))
 def scaled(seconds: float) -> float:
     return seconds * TIME_SCALE
 LXCFS_REF = ["/usr/bin/lxcfs"]
+# Served files that LXCFS 5 (C) passes through from the host where we virtualize: by design not the same.
+LXCFS_REF_PASSES_THROUGH = {"sys/devices/system/cpu/possible", "sys/devices/system/cpu/present"}
+# every served file that both daemons virtualize: what they are compared (and benchmarked) on
+COMPARABLE_WITH_LXCFS_REF = [path for path in SERVED_FILES if path not in LXCFS_REF_PASSES_THROUGH]
 
 
 @dataclass

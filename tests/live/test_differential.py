@@ -44,18 +44,10 @@ from typing import Callable
 import pytest
 
 from tests.live.containers import IMAGE
+from tests.live.daemons import COMPARABLE_WITH_LXCFS_REF
 
-FILES = [
-    "proc/loadavg",  # first: with -l, read right after the quiet sleep, before any 5-s sample can see a reader
-    "proc/meminfo",
-    "proc/cpuinfo",
-    "proc/stat",
-    "proc/uptime",
-    "proc/diskstats",
-    "proc/swaps",
-    "proc/slabinfo",
-    "sys/devices/system/cpu/online",
-]
+# loadavg first: with -l, read right after the quiet sleep, before any 5-s sample can see a reader
+FILES = sorted(COMPARABLE_WITH_LXCFS_REF, key=lambda path: path != "proc/loadavg")
 TAGS = ("py1", "ref", "py2")  # read order within one round: ours (/lx-py), lxcfs (/lx-ref), ours again
 
 

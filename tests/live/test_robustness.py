@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from lxcfs_py.served_files import SERVED_FILES
 from tests.live.cgroups import join, memory_cgroups, run_in_container_like
 from tests.live.daemons import scaled
 
@@ -40,14 +41,14 @@ def test_one_byte_reads_and_offsets_agree_with_one_snapshot(start_daemon):
     daemon = start_daemon()
     code = textwrap.dedent(f"""
         import os
-        for name in ("meminfo", "cpuinfo", "stat", "uptime", "swaps", "loadavg", "diskstats", "slabinfo"):
-            fd = os.open("{daemon.mountpoint}/proc/" + name, os.O_RDONLY)
+        for name in {list(SERVED_FILES)!r}:
+            fd = os.open("{daemon.mountpoint}/" + name, os.O_RDONLY)
             parts = []
             while chunk := os.read(fd, 1):
                 parts.append(chunk)
             whole = b"".join(parts)
             # a container with no I/O yet has no diskstats lines (v2: an empty io.stat)
-            assert whole.endswith(b"\\n") or name == "diskstats" and not whole, name
+            assert whole.endswith(b"\\n") or name == "proc/diskstats" and not whole, name
             for off in (1, 7, len(whole) // 2, len(whole) - 1) if whole else ():
                 assert os.pread(fd, 33, off) == whole[off:off + 33], (name, off)
             os.close(fd)

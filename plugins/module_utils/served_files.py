@@ -1,0 +1,1 @@
+../../lxcfs_py/served_files.py
