@@ -123,8 +123,11 @@ async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_
         else:
             heal_done.set()
         nursery.start_soon(renders.deliver_forever)
-        undo = fuse_wait.install(wait_fd if wait_fd is not None else fuse_wait.fuse_fd(), wake_fd=renders.done_fd,
-                                 on_wake=renders.deliver)
+        fuse_fd = wait_fd if wait_fd is not None else fuse_wait.fuse_fd()
+        if fuse_fd is not None:
+            renders.watch(fuse_fd)
+        undo = fuse_wait.install(fuse_fd, wake_fd=renders.done_fd, on_wake=renders.deliver,
+                                 rendering=renders.in_flight)
         try:
             await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
         finally:

@@ -63,45 +63,45 @@ def _read_path(path: str, head: bool) -> bytes:
         os.close(fd)
 
 
-class _KeptFiles:
-    """Open fds of synthetic files, by path, least recently used first.
+class _Kept:
+    """One kept fd; closed once retired and no thread reads it (never while one does:
+    its number could name another file by then)."""
 
-    Used from the thread that configured it only (the FUSE loop's); other
-    threads (the loadavg sampler) read the plain way.
-    """
+    __slots__ = ("fd", "opened", "users", "retired")
+
+    def __init__(self, fd: int, opened: float):
+        self.fd = fd
+        self.opened = opened
+        self.users = 0
+        self.retired = False
+
+
+class _KeptFiles:
+    """Open fds of synthetic files, by path, least recently used first; shared by the
+    loop and the render threads (offload.py)."""
 
     def __init__(self, prefixes: list[str], proc_root: str, max_kept: int):
         self.prefixes = tuple(p.rstrip("/") + "/" for p in prefixes)
         self.proc = proc_root.rstrip("/") + "/"
         self.max_kept = max_kept
-        self.thread = threading.get_ident()
-        self.fds: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.lock = threading.Lock()
+        self.fds: OrderedDict[str, _Kept] = OrderedDict()
         self.devices = mounted_devices(KEEPABLE_FS)
         self.devices_read = time.monotonic()
 
     def read(self, path: str, head: bool) -> bytes:
         now = time.monotonic()
-        if self.fds:
-            # the least recently used file, once past its time, is closed as
-            # other reads go on: a stopped container's files are not kept for long
-            oldest = next(iter(self.fds))
-            fd, opened = self.fds[oldest]
-            if now - opened >= KEEP_SECONDS and oldest != path:
-                del self.fds[oldest]
-                os.close(fd)
-        entry = self.fds.get(path)
-        if entry is not None:
-            fd, opened = entry
-            if now - opened < KEEP_SECONDS:
-                try:
-                    data = _read_fd(fd, head, pread=True)
-                except OSError:
-                    pass  # removed, or otherwise not as good as a new open: open it again
-                else:
-                    self.fds.move_to_end(path)
-                    return data
-            del self.fds[path]
-            os.close(fd)
+        kept = self._lease(path, now)
+        if kept is not None:
+            try:
+                return _read_fd(kept.fd, head, pread=True)
+            except OSError:
+                with self.lock:  # removed, or otherwise not as good as a new open: open it again
+                    if self.fds.get(path) is kept:
+                        del self.fds[path]
+                    self._retire(kept)
+            finally:
+                self._unlease(kept)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             data = _read_fd(fd, head, pread=False)
@@ -109,13 +109,46 @@ class _KeptFiles:
         except BaseException:
             os.close(fd)
             raise
-        if not keep:
-            os.close(fd)
-        else:
-            self.fds[path] = (fd, now)
-            if len(self.fds) > self.max_kept:
-                os.close(self.fds.popitem(last=False)[1][0])
+        with self.lock:
+            if keep and path not in self.fds:
+                self.fds[path] = _Kept(fd, now)
+                if len(self.fds) > self.max_kept:
+                    self._retire(self.fds.popitem(last=False)[1])
+                return data
+        os.close(fd)
         return data
+
+    def _lease(self, path: str, now: float) -> _Kept | None:
+        with self.lock:
+            if self.fds:
+                # the least recently used file, once past its time, is closed as other reads go
+                # on: a stopped container's files are not kept for long
+                oldest = next(iter(self.fds))
+                if oldest != path and now - self.fds[oldest].opened >= KEEP_SECONDS:
+                    self._retire(self.fds.pop(oldest))
+            kept = self.fds.get(path)
+            if kept is None:
+                return None
+            if now - kept.opened >= KEEP_SECONDS:
+                del self.fds[path]
+                self._retire(kept)
+                return None
+            kept.users += 1
+            self.fds.move_to_end(path)
+            return kept
+
+    def _unlease(self, kept: _Kept) -> None:
+        with self.lock:
+            kept.users -= 1
+            if kept.retired and not kept.users:
+                os.close(kept.fd)
+
+    @staticmethod
+    def _retire(kept: _Kept) -> None:
+        """Under the lock."""
+        kept.retired = True
+        if not kept.users:
+            os.close(kept.fd)
 
     def _keepable(self, path: str, fd: int, now: float) -> bool:
         if not path.startswith(self.prefixes) or path.endswith(_NOT_KEPT):
@@ -131,18 +164,17 @@ class _KeptFiles:
         return device in self.devices
 
     def close(self) -> None:
-        while self.fds:
-            os.close(self.fds.popitem()[1][0])
+        with self.lock:
+            while self.fds:
+                self._retire(self.fds.popitem()[1])
 
 
 _kept: _KeptFiles | None = None
 
 
 def keep_open_under(prefixes: list[str], proc_root: str, max_kept: int = 256) -> None:
-    """From now on, keep procfs/sysfs/cgroupfs files under `prefixes` open between reads.
-
-    Only for reads from the calling thread; not for /proc/<pid>/ files.
-    """
+    """From now on, keep procfs/sysfs/cgroupfs files under `prefixes` open between reads
+    (not /proc/<pid>/ files)."""
     global _kept
     stop_keeping()
     _kept = _KeptFiles(prefixes, proc_root, max_kept)
@@ -156,9 +188,9 @@ def stop_keeping() -> None:
 
 
 def _read(path: str, head: bool) -> bytes:
-    """Through the kept fds on the thread that owns them, else with a fresh open."""
+    """Through the kept fds, if files are kept, else with a fresh open."""
     kept = _kept
-    if kept is not None and threading.get_ident() == kept.thread:
+    if kept is not None:
         return kept.read(path, head=head)
     return _read_path(path, head=head)
 

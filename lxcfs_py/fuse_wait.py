@@ -36,6 +36,7 @@ SPIN_SECONDS = 50e-6
 # the signal handler, the loadavg sampler and the replies of renders done in
 # threads).
 YIELD_EVERY = 64
+RENDER_WAIT_MS = 5  # the longest the loop sleeps in poll() for a render or a request before trio's epoll
 
 
 def fuse_fd() -> int | None:
@@ -60,9 +61,12 @@ class FuseWait:
     While it spins it also watches `wake_fd`, readable when renders done in
     threads are ready to be answered (offload.Renders): it calls `on_wake()`
     and yields, so that their tasks reply without waiting for a sleep in epoll.
+    While `rendering()`, it waits in poll() instead of spinning: a spinning
+    loop would keep the GIL from the render threads.
     """
 
-    def __init__(self, fd: int, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None):
+    def __init__(self, fd: int, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None,
+                 rendering=lambda: False):
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         if wake_fd is not None:
@@ -71,6 +75,7 @@ class FuseWait:
         self.fd = fd
         self.spin = spin
         self.on_wake = on_wake
+        self.rendering = rendering
         self.served = 0
         self.parked_on_fd = False
         self.closing = False
@@ -80,7 +85,11 @@ class FuseWait:
         self.served += 1
         if self.spin and self.served % YIELD_EVERY:
             while True:
-                ready = self._ready_within(self.spin)
+                if self.rendering():
+                    # a render thread needs the GIL: sleep in poll (which frees it) instead of spinning
+                    ready = self._ready_in_poll(RENDER_WAIT_MS)
+                else:
+                    ready = self._ready_within(self.spin)
                 if ready == self.fd:
                     return True
                 if ready is None:
@@ -107,6 +116,12 @@ class FuseWait:
             if any(fd == self.fd for fd, _ in self._poll(0)):
                 return True
 
+    def _ready_in_poll(self, milliseconds: int) -> int | None:
+        events = self._poll(milliseconds)
+        if not events:
+            return None
+        return self.fd if any(fd == self.fd for fd, _ in events) else events[0][0]
+
     def _ready_within(self, seconds: float) -> int | None:
         """The fd that became readable first (/dev/fuse preferred), or None after `seconds`."""
         deadline = time.perf_counter() + seconds
@@ -118,7 +133,8 @@ class FuseWait:
                 return None
 
 
-def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None):
+def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None,
+            rendering=lambda: False):
     """Replace pyfuse3's wait with a FuseWait on `fd`; returns an undo function.
 
     Without the hook or the fd (pyfuse3 changed, or several /dev/fuse fds are
@@ -127,5 +143,5 @@ def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = No
     saved = getattr(pyfuse3, HOOK, None)
     if saved is None or fd is None:
         return lambda: None
-    setattr(pyfuse3, HOOK, FuseWait(fd, spin, wake_fd, on_wake))
+    setattr(pyfuse3, HOOK, FuseWait(fd, spin, wake_fd, on_wake, rendering))
     return lambda: setattr(pyfuse3, HOOK, saved)

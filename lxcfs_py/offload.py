@@ -21,7 +21,9 @@ from __future__ import annotations
 import errno
 import os
 import queue
+import select
 import threading
+import time
 from collections import deque
 from typing import Callable
 
@@ -32,6 +34,7 @@ from lxcfs_py.state import Owner, describe
 
 MAX_QUEUED = 8  # one container's renders waiting behind its running one
 MAX_THREADS = 64  # renders running at once, all containers together
+WAIT_HERE = 0.002  # seconds a render is waited for without leaving the handler
 
 
 class Job:
@@ -65,6 +68,13 @@ class Renders:
         self._idle = 0
         self._lock = threading.Lock()  # guards the two counts, shared with the threads
         self._running: set[Job] = set()
+        self._poller = select.poll()
+        self._poller.register(self.done_fd, select.POLLIN)
+        self._poll = self._poller.poll
+
+    def watch(self, fd: int) -> None:
+        """Stop waiting for a render in the handler when `fd` (/dev/fuse) has a request."""
+        self._poller.register(fd, select.POLLIN)
 
     # -- the loop's side ------------------------------------------------------------
     async def run(self, owner: Owner, render: Callable[[], bytes]) -> bytes:
@@ -94,6 +104,12 @@ class Renders:
         job = Job(render, trio.lowlevel.current_task())
         self._running.add(job)
         self._start(job)
+        # Most renders take well under a millisecond: wait for this one right here, asleep in
+        # poll (the thread needs the GIL), and skip two passes through trio's scheduler. A
+        # request arriving meanwhile, or a render taking longer, makes it wait the trio way.
+        if self._finished_here(job):
+            self._running.discard(job)
+            return job.result.unwrap()
 
         def abort(_):  # cancelled (a stop): the thread's result is dropped when it comes
             job.abandoned = True
@@ -113,15 +129,34 @@ class Renders:
         if spawn:
             threading.Thread(target=self._work, name="lxcfs-py-render", daemon=True).start()
 
-    def deliver(self) -> None:
-        """Wake the tasks whose renders finished (on the loop, when done_fd is readable)."""
+    def _finished_here(self, job: Job) -> bool:
+        deadline = time.monotonic() + WAIT_HERE
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            events = self._poll(max(1, int(remaining * 1000)))
+            if any(fd == self.done_fd for fd, _ in events):
+                self.deliver(keep=job)
+            if job.result is not None:
+                job.abandoned = True  # answered here: never reschedule its task
+                return True
+            if any(fd != self.done_fd for fd, _ in events):
+                return False  # a request waits: serve it meanwhile
+
+    def in_flight(self) -> bool:
+        return bool(self._running)
+
+    def deliver(self, keep: Job | None = None) -> None:
+        """Wake the tasks whose renders finished (on the loop, when done_fd is readable); not
+        `keep`'s, whose task is not parked (it waits in _finished_here)."""
         try:
             os.eventfd_read(self.done_fd)
         except BlockingIOError:
             pass
         while self._done:
             job = self._done.popleft()
-            if not job.abandoned:
+            if job is not keep and not job.abandoned:
                 self._running.discard(job)
                 trio.lowlevel.reschedule(job.task, job.result)
 
