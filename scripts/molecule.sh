@@ -41,9 +41,13 @@ timeout 10 docker info >/dev/null 2>&1 || die "docker is not running (run script
 # molecule runs ansible-config, ansible-playbook and pytest from PATH
 export PATH="$REPO/.venv/bin:$PATH"
 if [[ -n $core_venv ]]; then
-    # that core's ansible-playbook first; the collections Molecule's driver and the
-    # scenarios use (community.docker, ansible.posix) come from .venv's ansible package
-    export PATH="$core_venv/bin:$PATH"
+    # that core's ansible commands first, and only them (the verifier's pytest with
+    # testinfra stays .venv's); the collections Molecule's driver and the scenarios use
+    # (community.docker, ansible.posix) come from .venv's ansible package
+    core_bin="$(mktemp -d /tmp/lxcfs-py-molecule-core.XXXXXX)"
+    trap 'rm -rf "$core_bin"' EXIT
+    ln -s "$core_venv"/bin/ansible* "$core_bin/"
+    export PATH="$core_bin:$PATH"
     LXCFS_PY_EXTRA_COLLECTIONS="$("$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     [[ -d $LXCFS_PY_EXTRA_COLLECTIONS/ansible_collections/community/docker ]] \
         || die "no community.docker in $REPO/.venv (pyproject's test extra has the ansible package)"
@@ -70,6 +74,7 @@ fi
 
 cleanup() {
     local rc=$? c d
+    [[ -z ${core_bin:-} ]] || rm -rf "$core_bin"
     # only after a whole `test` (or `destroy`): other commands keep nodes on purpose
     if [[ " $* " == *" test "* || " $* " == *" destroy "* ]]; then
         for c in $(docker ps -aq --filter "name=^$NODE_PREFIX" --filter label=owner=molecule); do

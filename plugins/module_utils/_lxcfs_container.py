@@ -122,8 +122,8 @@ def engine_for(module):
     return get_engine(params["engine"], params["docker_host"], run=module.run_command)
 
 
-def run(module, make_engine=engine_for):
-    """Bring the container to the wanted state; `make_engine(module)` gives the engine."""
+def run(module):
+    """Bring the container to the wanted state."""
     params = module.params
     state = params["state"]
     mountpoint = params["lxcfs_mountpoint"].rstrip("/") or "/"
@@ -133,7 +133,7 @@ def run(module, make_engine=engine_for):
     except SpecError as err:
         module.fail_json(msg=str(err))
 
-    engine = make_engine(module)
+    engine = engine_for(module)
     inspect = find_container(engine, params["name"])
     current = current_spec(inspect, [target for _source, target in mounts]) if inspect else {}
     if state in ("started", "present"):
