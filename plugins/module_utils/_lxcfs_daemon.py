@@ -16,11 +16,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lxcfs_py.fleet.plugins.module_utils import _kernel_mounts
+from ansible_collections.lxcfs_py.fleet.plugins.module_utils._lxcfs_mounts import DEFAULT_MOUNTPOINT
 
 STATES = ("started", "stopped", "restarted", "reloaded")
 ARGUMENT_SPEC = dict(
     state=dict(type="str", default="started", choices=list(STATES)),
-    mountpoint=dict(type="path", default="/var/lib/lxcfs"),
+    mountpoint=dict(type="path", default=DEFAULT_MOUNTPOINT),
     executable=dict(type="path", default="/opt/lxcfs-py/venv/bin/lxcfs-py"),
     args=dict(type="list", elements="str", default=[]),
     pidfile=dict(type="path", default="/run/lxcfs-py.pid"),
