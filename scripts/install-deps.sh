@@ -72,12 +72,17 @@ log "done; activate with: source $VENV/bin/activate"
 LOWEST_CORE="$(sed -n 's/^requires_ansible: *">=\([0-9]*\.[0-9]*\).*/\1/p' "$REPO/meta/runtime.yml")"
 [[ -n $LOWEST_CORE ]] || die "no requires_ansible: \">=X.Y...\" in $REPO/meta/runtime.yml"
 CORE_VENV="$REPO/.venv-core-$LOWEST_CORE"
+# docker: the Docker SDK that Molecule's driver (community.docker) needs on the controller
+# (scripts/molecule.sh --core); pytest, pytest-xdist, pytest-mock: ansible-test units
+CORE_PKGS=("ansible-core~=$LOWEST_CORE.0" docker pytest pytest-xdist pytest-mock)
 if "$CORE_VENV/bin/ansible-playbook" --version 2>/dev/null | grep -q "core $LOWEST_CORE\."; then
     log "reusing $CORE_VENV"
 else
     log "creating $CORE_VENV with ansible-core $LOWEST_CORE"
     rm -rf "$CORE_VENV"
     python3 -m venv "$CORE_VENV" || die "python3 -m venv $CORE_VENV failed"
-    "$CORE_VENV/bin/python" -m pip install -q "ansible-core~=$LOWEST_CORE.0" \
-        || die "pip install ansible-core~=$LOWEST_CORE.0 into $CORE_VENV failed"
+fi
+if ! "$CORE_VENV/bin/python" -c 'import docker, pytest, xdist, pytest_mock' 2>/dev/null; then
+    "$CORE_VENV/bin/python" -m pip install -q "${CORE_PKGS[@]}" \
+        || die "pip install ${CORE_PKGS[*]} into $CORE_VENV failed"
 fi

@@ -5,6 +5,9 @@
 #     scripts/molecule.sh test -s fleet
 #     scripts/molecule.sh test -s pouch    (builds pouch first: scripts/build-pouch.sh)
 #     scripts/molecule.sh converge -s default; scripts/molecule.sh login -s default
+#     scripts/molecule.sh --core 2.17 test -s default
+#                          (the playbooks run with .venv-core-2.17's ansible-core,
+#                          made by scripts/install-deps.sh; Molecule stays .venv's)
 # Needs what scripts/install-deps.sh installs and a running dockerd
 # (scripts/start-dockerd.sh); scripts/test.sh does both.
 #
@@ -23,12 +26,34 @@ NODE_PREFIX=lxcfs-py-mol-
 die() { echo "molecule.sh: error: $*" >&2; exit 1; }
 log() { echo "molecule.sh: $*"; }
 
+core_venv=
+if [[ ${1:-} == --core ]]; then
+    [[ -n ${2:-} ]] || die "--core needs a version, e.g. --core 2.17"
+    core_venv="$REPO/.venv-core-$2"
+    [[ -x $core_venv/bin/ansible-playbook ]] || die "no $core_venv (scripts/install-deps.sh makes the lowest core's)"
+    shift 2
+fi
+
 [[ $EUID -eq 0 ]] || die "must run as root (nodes need devices and cgroups)"
 [[ -x $REPO/.venv/bin/molecule ]] || die "no molecule in $REPO/.venv (run scripts/install-deps.sh)"
 timeout 10 docker info >/dev/null 2>&1 || die "docker is not running (run scripts/start-dockerd.sh)"
 
 # molecule runs ansible-config, ansible-playbook and pytest from PATH
 export PATH="$REPO/.venv/bin:$PATH"
+if [[ -n $core_venv ]]; then
+    # that core's ansible commands first, and only them (the verifier's pytest with
+    # testinfra stays .venv's); the collections Molecule's driver and the scenarios use
+    # (community.docker, ansible.posix) come from .venv's ansible package
+    core_bin="$(mktemp -d /tmp/lxcfs-py-molecule-core.XXXXXX)"
+    trap 'rm -rf "$core_bin"' EXIT
+    ln -s "$core_venv"/bin/ansible* "$core_bin/"
+    export PATH="$core_bin:$PATH"
+    LXCFS_PY_EXTRA_COLLECTIONS="$("$REPO/.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    [[ -d $LXCFS_PY_EXTRA_COLLECTIONS/ansible_collections/community/docker ]] \
+        || die "no community.docker in $REPO/.venv (pyproject's test extra has the ansible package)"
+    export LXCFS_PY_EXTRA_COLLECTIONS
+    log "playbooks run with $("$core_venv/bin/ansible-playbook" --version | sed -n 1p)"
+fi
 if [[ ! -t 1 ]]; then
     export NO_COLOR=1 PY_COLORS=0 ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0
 fi
@@ -49,6 +74,7 @@ fi
 
 cleanup() {
     local rc=$? c d
+    [[ -z ${core_bin:-} ]] || rm -rf "$core_bin"
     # only after a whole `test` (or `destroy`): other commands keep nodes on purpose
     if [[ " $* " == *" test "* || " $* " == *" destroy "* ]]; then
         for c in $(docker ps -aq --filter "name=^$NODE_PREFIX" --filter label=owner=molecule); do

@@ -19,7 +19,7 @@ import shlex
 STATES = ("started", "present", "stopped", "absent")
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 NANO = 10 ** 9
-CFS_PERIOD = 100000  # microseconds
+CFS_PERIOD = 100000  # microseconds, docker's and pouch's default
 
 # fields compared for a container's configuration, in report order; a change
 # of any of them means the container has to be recreated
@@ -215,7 +215,7 @@ def _cpus_from(host_config):
         quota = host_config.get("CpuQuota") or 0
         period = host_config.get("CpuPeriod") or 0
         if quota > 0:
-            nano = int(round(quota * NANO / (period or 100000)))
+            nano = int(round(quota * NANO / (period or CFS_PERIOD)))
     return nano / NANO if nano else None
 
 

@@ -23,6 +23,7 @@ import json
 import os
 import traceback
 
+from ansible_collections.lxcfs_py.fleet.plugins.module_utils._container_spec import CFS_PERIOD, NANO
 from ansible_collections.lxcfs_py.fleet.plugins.module_utils._kernel_mounts import (
     mount_state,
     read_regular_in_root,
@@ -44,9 +45,6 @@ except ImportError:  # pragma: no cover - depends on the target host
 
     class NotFound(DockerException):
         pass
-
-NANO = 10 ** 9
-CFS_PERIOD = 100000  # microseconds, docker's and pouch's default
 
 
 class EngineError(Exception):

@@ -2,6 +2,7 @@
 ansible-core it claims, antsibull-docs and antsibull-changelog lint."""
 
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -69,7 +70,8 @@ def test_site_playbook_runs_by_its_fqcn_from_the_installed_collection(installed,
     assert result.returncode == 0, result.output
 
 
-def sanity_executables():
+def ansible_test_executables():
+    """ansible-test of the current core and of the lowest one the collection claims."""
     lowest = required_core()
     venv = lowest_core_venvs().get(lowest)
     return [
@@ -80,13 +82,26 @@ def sanity_executables():
     ]
 
 
-@pytest.mark.parametrize("ansible_test", sanity_executables())
-def test_ansible_test_sanity(installed, ansible_test):
+def run_ansible_test(ansible_test, command, installed):
     tree.provide_get_pip(ansible_test)
     python = "%d.%d" % sys.version_info[:2]
-    result = tree.run([ansible_test, "sanity", "--local", "--python", python], cwd=installed)
-    failures = [line for line in result.output.splitlines() if line.startswith(("ERROR", "FATAL"))]
+    result = tree.run([ansible_test, command, "--local", "--python", python], cwd=installed)
+    failures = [line for line in result.output.splitlines() if line.startswith(("ERROR", "FATAL", "FAILED"))]
     assert result.returncode == 0, "\n".join(failures) or result.output[-5000:]
+    return result.output
+
+
+@pytest.mark.parametrize("ansible_test", ansible_test_executables())
+def test_ansible_test_sanity(installed, ansible_test):
+    run_ansible_test(ansible_test, "sanity", installed)
+
+
+@pytest.mark.parametrize("ansible_test", ansible_test_executables())
+def test_ansible_test_units_runs_the_plugin_unit_tests(installed, ansible_test):
+    output = run_ansible_test(ansible_test, "units", installed)
+    # one pytest run per group of tests/unit/plugins (modules, module_utils), each with tests that passed
+    passed = [int(n) for n in re.findall(r"=+ (\d+) passed in", output)]
+    assert len(passed) == 2 and min(passed) > 0, output[-3000:]
 
 
 @needs("antsibull-docs")

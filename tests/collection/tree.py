@@ -44,13 +44,13 @@ def build(source, out):
     return glob.glob(os.path.join(str(out), "lxcfs_py-fleet-*.tar.gz"))[0]
 
 
-def install(tarball, root):
+def install(tarball, root, with_tests=True):
     """`root`/ansible_collections/lxcfs_py/fleet from the tarball alone, with the collection's tests added."""
     galaxy = os.path.join(os.path.dirname(sys.executable), "ansible-galaxy")
     result = run([galaxy, "collection", "install", "--force", "--no-deps", "-p", str(root), tarball], cwd=str(root))
     assert result.returncode == 0, result.output
     tree = os.path.join(str(root), "ansible_collections", "lxcfs_py", "fleet")
-    for path in COLLECTION_TESTS:
+    for path in COLLECTION_TESTS if with_tests else ():
         if os.path.isdir(os.path.join(REPO, path)):
             shutil.copytree(os.path.join(REPO, path), os.path.join(tree, path),
                             ignore=shutil.ignore_patterns("__pycache__"))

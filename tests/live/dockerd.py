@@ -73,9 +73,14 @@ def registered_runtimes(runtimes: dict):
         _write(now)
         reload_dockerd(lambda known, default: not set(runtimes) & set(known))
         if _without_empty_runtimes(now) == _without_empty_runtimes(config):
-            if saved is None:
-                os.unlink(DAEMON_JSON)
-            else:
-                with open(DAEMON_JSON, "wb") as f:
-                    f.write(saved)
-            reload_dockerd()
+            put_back(saved)
+
+
+def put_back(saved: bytes | None) -> None:
+    """daemon.json as `saved` (None: no file), and dockerd reloaded with it."""
+    if saved is None:
+        os.unlink(DAEMON_JSON)
+    else:
+        with open(DAEMON_JSON, "wb") as f:
+            f.write(saved)
+    reload_dockerd()
