@@ -3,7 +3,7 @@
 # host runs cgroup v1, so a real v2 kernel comes as a guest. Debian's own
 # kernel (linux-image-amd64), a busybox initramfs and an ext4 root image
 # debootstrapped from the apt mirror, with python3, Debian's lxcfs (the
-# differential test's reference), docker.io, fuse3, procps, util-linux, and a
+# differential test's reference), docker.io and python3-docker, fuse3, procps, util-linux, and a
 # venv /opt/lxcfs-py with the project's dependencies installed here at native
 # speed (pip in the emulated guest takes minutes). The checkout itself is not
 # in the image: test-v2.sh shares it over 9p, the venv finds it through a .pth.
@@ -21,9 +21,10 @@ CACHE=/var/cache/lxcfs-py/v2vm
 SUITE=bookworm
 REBUILD="${LXCFS_PY_REBUILD:-0}"
 GUEST_PACKAGES=(python3 python3-venv lxcfs fuse3 docker.io procps util-linux iproute2 kmod
-    busybox-static ca-certificates iptables)
-# what the live tests import in the guest (the daemon's own dependencies and pytest)
-PY_REQUIREMENTS=("pyfuse3>=3.2" "trio>=0.22" "pytest>=7" "docker>=5")
+    busybox-static ca-certificates iptables python3-docker)
+# what the live tests import in the guest (the daemon's own dependencies, pytest, and
+# ansible-core to run the collection's lxcfs_container module on python3-docker)
+PY_REQUIREMENTS=("pyfuse3>=3.2" "trio>=0.22" "pytest>=7" "docker>=5" "ansible-core>=2.17,<2.20")
 VENV=/opt/lxcfs-py
 # modules the initramfs loads to reach the root disk (their dependencies come along)
 BOOT_MODULES=(virtio_pci virtio_blk ext4)

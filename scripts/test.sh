@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what it needs, starts
 # dockerd if none runs (and stops it again afterwards), builds the test image,
-# then runs the unit and live tests and the Molecule scenarios. Extra
-# arguments go to pytest.
+# then runs the unit and live tests, the cgroup-v2 stage (scripts/test-v2.sh)
+# and the Molecule scenarios. Extra arguments go to the host's pytest.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +19,8 @@ bash "$REPO/scripts/build-images.sh" workload programs
 
 cd "$REPO"
 .venv/bin/python -m pytest tests "$@"
+# cgroup v2 on a real kernel (a QEMU guest, built once and cached): what only v2 shows
+bash "$REPO/scripts/test-v2.sh"
 # systemd nodes (Debian 12 images built here): the rollout, a stopped rollout,
 # restarts, and PouchContainer (built from source, cached, by molecule.sh)
 for scenario in default fleet restart pouch; do

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+from tests.live.daemons import scaled
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ANSIBLE = os.path.join(os.path.dirname(sys.executable), "ansible")
 PYTHON = "/usr/bin/python3"
@@ -25,7 +27,7 @@ def run_module(module, args, check=False, diff=False, cwd=REPO):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_STDOUT_CALLBACK="default",
                ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_DEPRECATION_WARNINGS="0",
                ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
-    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=scaled(300))
     output = proc.stdout + proc.stderr
     marker = output.find("localhost | ")
     assert marker >= 0, output

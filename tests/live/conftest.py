@@ -45,7 +45,10 @@ def start_daemon(tmp_path_factory):
 
     def start(flags=(), ref=False, name=None):
         name = name or f"{'ref' if ref else 'py'}{len(started)}"
-        command = daemons.LXCFS_REF if ref else daemons.LXCFS_PY
+        command = daemons.LXCFS_PY
+        if ref:
+            # its own pidfile: two LXCFS instances (or one and a packaged lxcfs.service) clash on /run/lxcfs.pid
+            command = [*daemons.LXCFS_REF, "--pidfile", str(base / f"{name}.pid")]
         daemon = daemons.start(command, str(base / name), list(flags), log_dir=str(base))
         started.append(daemon)
         return daemon

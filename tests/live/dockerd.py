@@ -9,6 +9,7 @@ import signal
 import subprocess
 
 from tests.live import daemons
+from tests.live.daemons import scaled
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 DOCKER_PIDFILE = "/var/run/docker.pid"
@@ -16,7 +17,7 @@ DOCKER_PIDFILE = "/var/run/docker.pid"
 
 def docker_runtimes() -> tuple[dict, str]:
     out = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}|{{.DefaultRuntime}}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+                         capture_output=True, text=True, check=True, timeout=scaled(60)).stdout.strip()
     runtimes, default = out.rsplit("|", 1)
     return json.loads(runtimes), default
 

@@ -13,6 +13,7 @@ import time
 
 from lxcfs_py.caller import SCAN_BURST, SCAN_RATE, scan_for_init
 from tests.live.cgroups import join, memory_cgroups, run_in_container_like
+from tests.live.daemons import scaled
 
 MiB = 1024 * 1024
 
@@ -101,7 +102,7 @@ def test_a_flood_of_new_pid_namespaces_does_not_stall_other_containers(start_dae
             processes = sum(name.isdigit() for name in os.listdir("/proc"))
             victim_code = f"import sys; sys.argv = ['', {daemon.mountpoint!r}, '{seconds - 3}']\n" + VICTIM
             latencies, totals = ast.literal_eval(run_in_container_like(victim_cgroup, victim_code, timeout=120))
-            flood_codes = flood.communicate(timeout=120)[0]
+            flood_codes = flood.communicate(timeout=scaled(120))[0]
         finally:
             flood.kill()
             flood.wait()

@@ -19,6 +19,7 @@ import pytest
 
 from tests.ansible_cores import playbook_executables
 from tests.live import daemons
+from tests.live.daemons import scaled
 from tests.live.dockerd import DAEMON_JSON, docker_runtimes, reload_dockerd
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +49,7 @@ def play(extra: dict, *flags: str, state: str = "present", executable: str = ANS
     result = subprocess.run(
         [executable, "-i", "localhost,", PLAYBOOK, "-e", "ansible_python_interpreter=/usr/bin/python3",
          "-e", f"@{path}", "--diff", *flags],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO, capture_output=True, text=True, timeout=scaled(600),
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
     )
     result.output = result.stdout + result.stderr
@@ -82,7 +83,7 @@ def put_back(path, saved) -> None:
 
 
 def docker_run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "run", "--rm", *args], capture_output=True, text=True, timeout=120, check=check)
+    return subprocess.run(["docker", "run", "--rm", *args], capture_output=True, text=True, timeout=scaled(120), check=check)
 
 
 # ------------------------------------------------------------------ fixtures
@@ -145,7 +146,7 @@ def applied(machine, lxcfs):
 
 def test_syntax_check():
     result = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "--syntax-check", PLAYBOOK], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=scaled(120))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -283,9 +284,9 @@ def test_another_role_owns_daemon_json(applied, tmp_path):
 
 def test_absent_refuses_while_containers_use_it_then_removes_it(applied):
     name = "lxcfs-py-role-test"
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=scaled(60))
     subprocess.run(["docker", "run", "-d", "--name", name, "--runtime", "lxcfs", IMAGE, "sleep", "300"],
-                   check=True, capture_output=True, timeout=120)
+                   check=True, capture_output=True, timeout=scaled(120))
     try:
         refused = play({}, state="absent")
         assert refused.returncode != 0
@@ -293,7 +294,7 @@ def test_absent_refuses_while_containers_use_it_then_removes_it(applied):
         assert f"Running containers use runtime lxcfs: {name}" in " ".join(refused.output.split()), refused.output
         assert "lxcfs" in docker_runtimes()[0] and os.path.exists(SHIM)
     finally:
-        subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True, timeout=60)
+        subprocess.run(["docker", "rm", "-f", name], check=True, capture_output=True, timeout=scaled(60))
 
     result = play({}, state="absent")
     assert result.returncode == 0, result.output

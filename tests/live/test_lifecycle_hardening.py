@@ -13,6 +13,7 @@ import pytest
 
 from lxcfs_py import mounts
 from tests.live import daemons
+from tests.live.daemons import scaled
 
 ENTRY_POINT = os.path.join(os.path.dirname(sys.executable), "lxcfs-py")  # the installed console script
 ISOLATED = [sys.executable, "-I", "-m", "lxcfs_py"]
@@ -111,7 +112,7 @@ def test_background_from_a_trapped_directory_runs_only_the_installed_code(tmp_pa
     directory, marker = trap
     mountpoint, pidfile, log_path = str(tmp_path / "mnt"), tmp_path / "pid", tmp_path / "log"
     started = subprocess.run([ENTRY_POINT, "-p", str(pidfile), "--log-file", str(log_path), mountpoint],
-                             cwd=directory, capture_output=True, text=True, timeout=60)
+                             cwd=directory, capture_output=True, text=True, timeout=scaled(60))
     assert started.returncode == 0, started.stderr
     pid = int(pidfile.read_text())
     try:
@@ -136,7 +137,7 @@ def test_pythonpath_reaches_no_child_and_no_re_exec(tmp_path, trap):
 def test_relative_paths_still_work_from_slash(tmp_path):
     """The daemon runs from /: paths given relative to where it was started are resolved first."""
     started = subprocess.run([ENTRY_POINT, "-p", "pid", "--log-file", "log", "mnt"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=scaled(60))
     assert started.returncode == 0, started.stderr
     pid, mountpoint = int((tmp_path / "pid").read_text()), str(tmp_path / "mnt")
     try:
@@ -264,7 +265,7 @@ def assert_failed_cleanly(result, mountpoint: str, words: str) -> None:
 
 
 def start_in_background(*flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([ENTRY_POINT, *flags], capture_output=True, text=True, timeout=60)
+    return subprocess.run([ENTRY_POINT, *flags], capture_output=True, text=True, timeout=scaled(60))
 
 
 def test_background_start_with_a_pidfile_in_a_missing_directory_fails(tmp_path, mountpoint):

@@ -15,6 +15,7 @@ from tests.live import adhoc
 from tests.live.adhoc import ANSIBLE, PYTHON, REPO
 from tests.live.cgroups import namespace_process
 from tests.live.containers import IMAGE
+from tests.live.daemons import scaled
 
 MIB = 1024 * 1024
 MODULE = "lxcfs_py.fleet.lxcfs_container"
@@ -294,7 +295,7 @@ def test_playbook_with_all_options(start_daemon, names, tmp_path):
     command = [ANSIBLE + "-playbook", "-i", "localhost,", "-e", "ansible_python_interpreter=%s" % PYTHON,
                str(playbook)]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="default")
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=scaled(300))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok=5" in proc.stdout and "changed=3" in proc.stdout and "failed=0" in proc.stdout, proc.stdout
     assert not container_exists(name)
@@ -304,7 +305,7 @@ def lxcfs_view(pid):
     """module_utils' lxcfs_view(pid) on the target's Python, in a process of its own (it might hang)."""
     code = ("import sys; sys.path.insert(0, %r); from ansible_collections.lxcfs_py.fleet.plugins.module_utils."
             "_engines import lxcfs_view; print(lxcfs_view(%d))" % (os.path.join(REPO, "collections"), pid))
-    return subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    return subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=scaled(30), check=True).stdout.strip()
 
 
 @pytest.mark.parametrize("planted", ["symlink", "fifo"])

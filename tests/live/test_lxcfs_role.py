@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from tests.ansible_cores import playbook_executables
+from tests.live.daemons import scaled
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLAYBOOK = os.path.join(REPO, "tests", "live", "playbooks", "lxcfs_role.yml")
@@ -37,7 +38,7 @@ def role(scratch, *more, check=False, executable=os.path.join(REPO, ".venv", "bi
             "-e", f"lxcfs_log_file={scratch / 'log'}", "-e", f"lxcfs_controller_cache={scratch / 'cache'}", *more]
     if check:
         argv += ["--check", "--diff"]
-    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=900,
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=scaled(900),
                             env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
     # ansible may fold long messages at the terminal's width: compare words, not lines
     result.output = " ".join((result.stdout + result.stderr).split())

@@ -14,6 +14,7 @@ import pytest
 
 from tests.live import daemons
 from tests.live.containers import IMAGE, bind_flags
+from tests.live.daemons import scaled
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # reads /proc/meminfo every 10 ms; counts good and failed reads, and when the last failure was
@@ -105,7 +106,7 @@ def test_five_planned_restarts_lose_no_read(start_daemon, reader, signum):
     print(f"{ok} reads, {bad} failed across 5 planned restarts")
     assert bad == 0
     assert daemon.process.poll() is None  # the same process (pid), re-executed
-    first, second = holder.communicate(timeout=30)[0].strip().split("|")
+    first, second = holder.communicate(timeout=scaled(30))[0].strip().split("|")
     assert first.startswith("MemTotal:") and second.startswith("MemFree:")
     assert daemon.log().count("took over the live mount") == 5
 
@@ -122,7 +123,7 @@ def test_an_upgrade_through_the_role_loses_no_read(tmp_path, reader):
     def role(*more):
         result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
                                  "tests/live/playbooks/lxcfs_role.yml", *extra, *more], cwd=REPO,
-                                capture_output=True, text=True, timeout=600)
+                                capture_output=True, text=True, timeout=scaled(600))
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
         return result.stdout
 

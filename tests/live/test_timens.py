@@ -18,6 +18,7 @@ import pytest
 
 from lxcfs_py import timens
 from tests.live import daemons, dockerd
+from tests.live.daemons import scaled
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "lxcfs-py/workload:bookworm"
@@ -49,7 +50,7 @@ def runtimes(docker, tmp_path_factory):
 
 
 def docker(*args: str) -> str:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=scaled(120))
     assert result.returncode == 0, f"docker {args}: {result.stderr}"
     return result.stdout
 
@@ -77,7 +78,7 @@ def container(runtimes):
 
     yield start
     for name in started:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=scaled(120))
 
 
 def ps_in(name: str) -> tuple[int, float]:
