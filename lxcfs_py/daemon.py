@@ -291,7 +291,7 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
         _keep_files_open(config.roots)
         heal = config.mountpoint if adopted_fd is None and config.heal else None
         outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops), ops.toggle_virtualization,
-                             ops.renders)
+                           ops.renders)
         if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():
             _leave_for_systemd_restart(ops)
             outcome = "handed-over"

@@ -113,14 +113,14 @@ class FuseWait:
             self.turns.unpark()  # the next task takes the fd while this one serves
             # another task may have read the request in the meantime (it spun): then
             # pyfuse3's blocking read would stall the whole loop until the next one
-            if any(fd == self.fd for fd, _ in self._poll(0)):
+            if any(fd == self.fd for fd, _mask in self._poll(0)):
                 return True
 
     def _ready_in_poll(self, milliseconds: int) -> int | None:
         events = self._poll(milliseconds)
         if not events:
             return None
-        return self.fd if any(fd == self.fd for fd, _ in events) else events[0][0]
+        return self.fd if any(fd == self.fd for fd, _mask in events) else events[0][0]
 
     def _ready_within(self, seconds: float) -> int | None:
         """The fd that became readable first (/dev/fuse preferred), or None after `seconds`."""
@@ -128,7 +128,7 @@ class FuseWait:
         while True:
             events = self._poll(0)
             if events:
-                return self.fd if any(fd == self.fd for fd, _ in events) else events[0][0]
+                return self.fd if any(fd == self.fd for fd, _mask in events) else events[0][0]
             if time.perf_counter() >= deadline:
                 return None
 

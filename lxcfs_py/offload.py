@@ -111,7 +111,7 @@ class Renders:
             self._running.discard(job)
             return job.result.unwrap()
 
-        def abort(_):  # cancelled (a stop): the thread's result is dropped when it comes
+        def abort(_raise_cancel):  # cancelled (a stop): the thread's result is dropped when it comes
             job.abandoned = True
             self._running.discard(job)
             return trio.lowlevel.Abort.SUCCEEDED
@@ -136,12 +136,12 @@ class Renders:
             if remaining <= 0:
                 return False
             events = self._poll(max(1, int(remaining * 1000)))
-            if any(fd == self.done_fd for fd, _ in events):
+            if any(fd == self.done_fd for fd, _mask in events):
                 self.deliver(keep=job)
             if job.result is not None:
                 job.abandoned = True  # answered here: never reschedule its task
                 return True
-            if any(fd != self.done_fd for fd, _ in events):
+            if any(fd != self.done_fd for fd, _mask in events):
                 return False  # a request waits: serve it meanwhile
 
     def in_flight(self) -> bool:

@@ -191,7 +191,8 @@ def wants_timens(spec, mode, kernel_has_timens):
         return False
     if not kernel_has_timens:
         if mode == "on":
-            raise WrapperError("--lxcfs-timens on: this kernel has no time namespaces (Linux >= 5.6 needed)")
+            raise WrapperError("--lxcfs-timens on: this kernel has no time namespaces runc can start in "
+                               "(Linux >= 6.3 needed); use --lxcfs-timens auto or off")
         return False
     return True
 
@@ -298,7 +299,7 @@ def container_init_pid(root, command_args):
 def enter_timens(spec, mode):
     from lxcfs_py import timens
 
-    if wants_timens(spec, mode, timens.supported()):
+    if wants_timens(spec, mode, timens.usable()):
         try:
             timens.unshare_zeroed()
         except timens.TimensError as err:

@@ -29,6 +29,34 @@ def supported(proc="/proc"):
     return os.path.exists(os.path.join(proc, "self", "ns", "time"))
 
 
+def usable(proc="/proc"):
+    """Whether a process can give its children a new time namespace and still start threads.
+
+    The wrapper unshares one and then execs runc, which starts threads at once.
+    Before Linux 6.3 (Debian 12 runs 6.1) a process whose children's time
+    namespace is pending may not clone with CLONE_VM: runc aborts with
+    "pthread_create failed: Invalid argument". So ask the kernel, in a child.
+    """
+    if not supported(proc):
+        return False
+    pid = os.fork()
+    if pid == 0:  # the child: unshare, start one thread, report by exit status
+        code = 1
+        try:
+            import threading
+
+            ctypes, libc = _libc()
+            if libc.unshare(CLONE_NEWTIME) == 0:
+                thread = threading.Thread(target=lambda: None)
+                thread.start()
+                thread.join()
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def offsets_text(boottime_ns, monotonic_ns):
     """What to write to timens_offsets so both clocks read ~0 now: '<clock> <secs> <nanosecs>' lines.
 

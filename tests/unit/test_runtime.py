@@ -187,7 +187,7 @@ def test_no_timens(spec, mode):
 
 def test_timens_on_an_old_kernel():
     assert not runtime.wants_timens(with_namespaces(*DOCKER_NAMESPACES), "auto", False)
-    with pytest.raises(runtime.WrapperError, match="no time namespaces"):
+    with pytest.raises(runtime.WrapperError, match="no time namespaces runc can start in"):
         runtime.wants_timens(with_namespaces(*DOCKER_NAMESPACES), "on", False)
 
 
@@ -292,3 +292,10 @@ def test_import_stays_light():
     code = "import sys; import lxcfs_py.runtime; print(sorted({'json', 'threading', 'pyfuse3', 'trio'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_time_namespaces_are_probed_for_threads():
+    """On this kernel the probe must agree with what runc needs: a thread started in a pending time namespace."""
+    from lxcfs_py import timens
+
+    assert timens.usable() == (timens.supported() and tuple(map(int, os.uname().release.split(".")[:2])) >= (6, 3))
