@@ -53,7 +53,7 @@ def usable(proc="/proc"):
                 code = 0
         finally:
             os._exit(code)
-    _, status = os.waitpid(pid, 0)
+    status = os.waitpid(pid, 0)[1]
     return os.waitstatus_to_exitcode(status) == 0
 
 
