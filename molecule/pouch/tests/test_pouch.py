@@ -66,10 +66,15 @@ def test_the_container_sees_nothing_of_the_hosts_var_lib(host):
         host.run(f"rm -f /var/lib/{marker} /var/lib/{marker}.2")
 
 
+# Counts reads that show the limit, reads that fail (bad), and reads that got EBADF (lost): a read in flight
+# on a file opened before a crash (SIGKILL) gets EBADF by design, never another container's numbers
+# (README, "Security model"); one reader has at most one read in flight when the daemon dies.
 READER = (
-    "ok=0; bad=0; while true; do "
-    "if head -1 /proc/meminfo 2>/dev/null | grep -q '^MemTotal: *204800 kB'; then ok=$((ok+1)); "
-    "else bad=$((bad+1)); fi; echo \"$ok $bad\" > /tmp/count.new; mv /tmp/count.new /tmp/count; "
+    "ok=0; bad=0; lost=0; while true; do "
+    "out=$(head -1 /proc/meminfo 2>&1); "
+    "if [[ $out =~ ^MemTotal:\\ *204800\\ kB$ ]]; then ok=$((ok+1)); "
+    "elif [[ $out == *'Bad file descriptor'* ]]; then lost=$((lost+1)); "
+    "else bad=$((bad+1)); fi; echo \"$ok $bad $lost\" > /tmp/count.new; mv /tmp/count.new /tmp/count; "
     "sleep 0.01; done"
 )
 
@@ -95,7 +100,7 @@ def reader(host):
 
 def counts(host, name):
     out = host.run(f"pouch exec {name} cat /tmp/count").stdout.split()
-    return (int(out[0]), int(out[1])) if len(out) == 2 else (0, 0)
+    return tuple(int(n) for n in out) if len(out) == 3 else (0, 0, 0)
 
 
 @pytest.mark.parametrize("how", [
@@ -109,8 +114,9 @@ def test_a_pouch_container_keeps_reading(host, reader, how):
         before = counts(host, reader)[0]
         host.check_output(how)
         assert wait_for(lambda: counts(host, reader)[0] > before + 20), f"reads stalled after {how}"
-    ok, bad = counts(host, reader)
-    assert bad == 0 and ok > 0, f"{bad} of {ok + bad} reads failed across {how}"
+    ok, bad, lost = counts(host, reader)
+    crashes = 3 if "KILL" in how else 0  # the reader's read in flight at each crash may get EBADF
+    assert bad == 0 and ok > 0 and lost <= crashes, f"{bad} failed, {lost} EBADF of {ok + bad + lost} reads across {how}"
     assert wait_for(lambda: host.service("lxcfs-py").is_running)
     # new containers still get lxcfs: the home is bound again after every start
     assert wait_for(lambda: host.run(f"mountpoint -q {HOME}").rc == 0)
