@@ -109,6 +109,8 @@ def parse_args(argv=None):
                    help="pause after each iteration (a paced reader; compare the daemons' CPU per op)")
     p.add_argument("--daemon-flag", action="append", default=[], metavar="FLAG",
                    help="extra flag for both daemons, e.g. --daemon-flag=--enable-cfs (repeatable)")
+    p.add_argument("--py-flag", action="append", default=[], metavar="FLAG",
+                   help="extra flag for the lxcfs-py daemons only, e.g. --py-flag=--workers=2 (repeatable)")
     p.add_argument("--enable-cfs", action="store_true", help="shorthand for --daemon-flag=--enable-cfs")
     p.add_argument("--limits", default="-m 200m", help="docker run resource flags of every reader (default '-m 200m')")
     p.add_argument("--pin-cpus", default="0", help="--cpuset-cpus of the pinned reader (default 0)")
@@ -239,7 +241,8 @@ class Bench:
                 continue
             mountpoint = os.path.join(self.workdir, name)
             pidfile = os.path.join(self.workdir, f"{name}.pid")
-            self.daemons[name] = daemons.start(commands[name], mountpoint, [*flags, "-p", pidfile],
+            own = [] if name == "ref" else self.args.py_flag
+            self.daemons[name] = daemons.start(commands[name], mountpoint, [*flags, *own, "-p", pidfile],
                                                log_dir=self.workdir)
         volumes = ["-v", f"{binary}:/readbench:ro"]
         for name, daemon in self.daemons.items():
@@ -357,6 +360,8 @@ def machine() -> dict:
 
 def setup_text(args, setup: dict, seconds: float) -> str:
     flags = " ".join(args.daemon_flag) or "none"
+    if args.py_flag:
+        flags += f" (lxcfs-py also {' '.join(args.py_flag)})"
     pinned = f"`{args.limits} --cpuset-cpus {args.pin_cpus}`"
     return (f"{setup['cpu']}, {setup['cores']} cores, Linux {setup['kernel']}; lxcfs-py {setup['lxcfs_py']}, "
             f"LXCFS {setup['lxcfs_c']} (C). Open + read-to-EOF + close in a loop, each reader in its own "

@@ -39,12 +39,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]",
                    help="extra FUSE mount options")
     p.add_argument("--version", action="version", version=f"lxcfs-py {__version__}")
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
+                   help="processes serving requests, on as many cores (default 1)")
     p.add_argument("--handover", help=argparse.SUPPRESS)  # FUSE_FD,STATE_FD from the process we replace
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # CLONE_FD,SHARED_FD,MAIN_PID: serve for the main process
     roots = p.add_argument_group("test roots (read fixture trees instead of the host)")
     roots.add_argument("--proc-root", default="/proc", help=argparse.SUPPRESS)
     roots.add_argument("--cgroup-root", default="/sys/fs/cgroup", help=argparse.SUPPRESS)
     roots.add_argument("--sys-root", default="/sys", help=argparse.SUPPRESS)
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..{MAX_WORKERS}")
+    return value
 
 
 def _milliseconds(text: str) -> float:
@@ -122,6 +135,7 @@ SUBCOMMANDS = {"mounts": mounts_command, "remount": remount_command}
 PATH_OPTIONS = ("pidfile", "log_file", "proc_root", "cgroup_root", "sys_root")
 # Every daemon and helper runs from /, with this umask: no file it creates is writable by others.
 UMASK = 0o022
+MAX_WORKERS = 256
 
 
 def absolute(path: str | None) -> str | None:
@@ -194,11 +208,13 @@ def main(argv: list[str] | None = None) -> int:
         handover=args.handover,
         heal=not args.no_remount,
         reuse_window=args.reuse_ms / 1000,
+        workers=args.workers,
+        worker=args.worker,
     )
     log_file = absolute(args.log_file)
     _isolate()
     # a handover re-exec is already the daemon, wherever it runs
-    background = not (args.foreground or args.debug or args.handover)
+    background = not (args.foreground or args.debug or args.handover or args.worker)
     log_fd = None
     if background and log_file:
         try:  # before forking: the caller sees this failure directly
@@ -228,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", message)
         return 1
 
+    if args.worker:
+        daemon.run_worker(config)
+        return 0
     try:
         daemon.run(config, on_mounted=mounted)
     except (mounts.MountError, daemon_files.StartError) as err:

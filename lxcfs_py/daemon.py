@@ -18,7 +18,10 @@ from lxcfs_py.caller import CallerResolver
 from lxcfs_py.cgroups.detect import CgroupFactory
 from lxcfs_py.context import Options, Roots
 from lxcfs_py.fuse_ops import LxcfsOperations
+from lxcfs_py.pool import Pool, stop_with_parent
 from lxcfs_py.sampler import LoadSampler
+from lxcfs_py.serve import Duties, python_command, serve
+from lxcfs_py.shared_state import SharedState
 from lxcfs_py.state import DaemonState
 
 log = logging.getLogger("lxcfs_py")
@@ -35,6 +38,8 @@ class DaemonConfig:
     handover: str | None = None  # "FUSE_FD,STATE_FD" from the process we replace
     heal: bool = True  # re-bind containers' files left on a dead mount after a fresh mount
     reuse_window: float = recent.DEFAULT_WINDOW  # seconds a render serves a container's further opens
+    workers: int = 1  # processes serving requests (pool.py), this one included
+    worker: str | None = None  # "CLONE_FD,SHARED_FD,MAIN_PID": this process is a worker of another (pool.py)
 
 
 def fuse_options(extra: list[str]) -> set[str]:
@@ -45,138 +50,6 @@ def fuse_options(extra: list[str]) -> set[str]:
     for group in extra:
         base.update(o for o in group.split(",") if o)
     return base
-
-
-def python_command(*args: str) -> list[str]:
-    """This interpreter, isolated (-I: no PYTHONPATH, no working directory, no user site on sys.path).
-
-    Every Python we start -- the heal step, the SIGHUP check and re-exec --
-    runs as root: it must import the installed lxcfs-py, nothing else.
-    """
-    return [sys.executable, "-I", *args]
-
-
-NEW_CODE_TIMEOUT = 60  # seconds the SIGHUP check may take to import the installed code
-
-
-# pyfuse3 runs one task per request in flight; renders wait in threads (offload.py)
-# while the other tasks go on serving. Bounds the requests in flight at once.
-MAX_TASKS = 256
-RENDER_GRACE = 1.0  # seconds renders in flight at a stop may take before their readers get EIO
-
-
-async def _serve(sampler: LoadSampler | None, heal_mountpoint: str | None, wait_fd: int | None, reexec,
-                 toggle, renders) -> str:
-    """Serve until a signal; return why we stopped: 'stop' or 'unmounted'.
-
-    On SIGHUP or SIGUSR1, `reexec()` replaces this process from inside the
-    loop; if the new code does not load or the exec fails, serving simply
-    goes on. SIGUSR2 calls `toggle()`. On a stop, the requests still waiting for a
-    render (offload.Renders) get a moment to finish. See signals.py.
-    """
-    outcome = "unmounted"
-    async with trio.open_nursery() as nursery:
-        heal_scope = trio.CancelScope()
-        heal_done = trio.Event()
-
-        async def heal():
-            try:
-                with heal_scope:
-                    await _heal(heal_mountpoint)
-            except OSError as err:  # e.g. the interpreter is gone: serving matters more
-                log.error("cannot re-bind containers' files from a dead mount: %s", err)
-            finally:
-                heal_done.set()
-
-        async def stop_on_signal():
-            nonlocal outcome
-            with trio.open_signal_receiver(*signals.HANDLED) as received:
-                # signals that came while we were starting were held back (see run); take them now
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
-                async for signum in received:
-                    if signum in signals.RELOAD:
-                        if not await _new_code_loads(signum):
-                            continue  # keep serving with the code we have
-                        heal_scope.cancel()  # its child would outlive the exec, never reaped
-                        await heal_done.wait()
-                        _try_reexec(reexec, signum)
-                        continue  # the exec failed: still ours to serve
-                    if signum in signals.TOGGLE:
-                        toggle()
-                        continue
-                    if signum in signals.IGNORED:
-                        log.info("%s received: ignored (SIGTERM stops, SIGHUP or SIGUSR1 reloads)",
-                                 signals.name(signum))
-                        continue
-                    log.info("%s received: stopping", signals.name(signum))
-                    systemd.notify("STOPPING=1")
-                    outcome = "stop"
-                    pyfuse3.terminate()
-                    await renders.finish(RENDER_GRACE)
-                    return
-
-        nursery.start_soon(stop_on_signal)
-        if sampler is not None:
-            nursery.start_soon(sampler.run)
-        if heal_mountpoint is not None:
-            nursery.start_soon(heal)
-        else:
-            heal_done.set()
-        nursery.start_soon(renders.deliver_forever)
-        fuse_fd = wait_fd if wait_fd is not None else fuse_wait.fuse_fd()
-        if fuse_fd is not None:
-            renders.watch(fuse_fd)
-        undo = fuse_wait.install(fuse_fd, wake_fd=renders.done_fd, on_wake=renders.deliver,
-                                 rendering=renders.in_flight)
-        try:
-            await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
-        finally:
-            undo()
-        nursery.cancel_scope.cancel()
-    return outcome
-
-
-async def _heal(mountpoint: str) -> None:
-    """Re-bind containers' files left on a dead mount (a crash of the daemon before us)."""
-    result = await trio.run_process(python_command("-m", "lxcfs_py", "remount", mountpoint), capture_stdout=True,
-                                    capture_stderr=True, check=False)
-    for line in (result.stdout + result.stderr).decode(errors="replace").splitlines():
-        log.info("remount: %s", line)
-
-
-async def _new_code_loads(signum: int) -> bool:
-    """Before giving up the connection, make sure the code on disk starts (an upgrade may be broken,
-    or the interpreter gone: an OS Python upgrade). Requests are served meanwhile."""
-    with trio.move_on_after(NEW_CODE_TIMEOUT):
-        try:
-            check = await trio.run_process(python_command("-c", "import lxcfs_py.cli, lxcfs_py.daemon"),
-                                           capture_stderr=True, check=False)
-        except OSError as err:
-            log.error("%s ignored: cannot run %s (%s); still serving with the running code", signals.name(signum),
-                      sys.executable, err.strerror)
-            return False
-        if check.returncode != 0:
-            reason = check.stderr.decode(errors="replace").strip().splitlines() or [f"exit {check.returncode}"]
-            log.error("%s ignored: the installed lxcfs-py does not load (%s); still serving with the running "
-                      "code", signals.name(signum), reason[-1])
-            return False
-        return True
-    log.error("%s ignored: loading the installed lxcfs-py took over %ds; still serving", signals.name(signum),
-              NEW_CODE_TIMEOUT)
-    return False
-
-
-def _try_reexec(reexec, signum: int) -> None:
-    """Run `reexec()`; it returns only if the exec failed, which leaves us serving as before."""
-    log.info("%s received: handing the mount to a fresh process", signals.name(signum))
-    systemd.notify("RELOADING=1")
-    try:
-        reexec()
-    except OSError as err:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
-        log.error("%s ignored: cannot re-execute %s (%s); still serving with the running code", signals.name(signum),
-                  sys.executable, err.strerror)
-        systemd.notify("READY=1")
 
 
 def _keep_files_open(roots: Roots) -> None:
@@ -218,7 +91,7 @@ def _connect(config: DaemonConfig, ops: LxcfsOperations) -> int | None:
         return None
     fuse_fd, state = inherited
     adoption = handover.Adoption(fuse_fd)
-    ops.on_init = adoption.swap_in
+    ops.init_hooks.append(adoption.swap_in)
     pyfuse3.init(ops, adoption.mountpoint, options)
     adoption.feed_init()
     ops.learn_all_paths()  # the kernel keeps using inode numbers it learnt from the old process
@@ -237,7 +110,7 @@ def _reexec(config: DaemonConfig, ops: LxcfsOperations) -> None:
     state_fd = handover.write_memfd(ops.state.export())
     for fd in (fuse_fd, state_fd):
         os.set_inheritable(fd, True)
-    argv = [a for a in config.argv if not a.startswith("--handover")]
+    argv = argv_for_children(config)
     fsread.stop_keeping()
     logging.shutdown()
     signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)  # held for the new image's loop
@@ -256,6 +129,44 @@ def _leave_for_systemd_restart(ops: LxcfsOperations) -> None:
     log.info("restart: the mount stays; the next process takes it over")
 
 
+def _operations(config: DaemonConfig, state) -> LxcfsOperations:
+    sampler = LoadSampler(config.roots, state.loads) if config.opts.loadavg else None
+    resolver = CallerResolver(config.roots.proc, CgroupFactory(config.roots.cgroup))
+    return LxcfsOperations(config.roots, config.opts, resolver, sampler, state, config.reuse_window)
+
+
+def argv_for_children(config: DaemonConfig) -> list[str]:
+    return [a for a in config.argv if a.partition("=")[0] not in ("--handover", "--worker")]
+
+
+def _pool(config: DaemonConfig, state: SharedState) -> Pool:
+    def command(clone_fd: int) -> list[str]:
+        return python_command("-m", "lxcfs_py", *argv_for_children(config),
+                              f"--worker={clone_fd},{state.fd},{os.getpid()}")
+
+    return Pool(config.workers, fuse_wait.fuse_fd, command, (state.fd,))
+
+
+def run_worker(config: DaemonConfig) -> None:
+    """Serve as a worker of the main process (pool.py) until it stops us; the mount is the main's."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)  # until the loop takes them
+    clone_fd, shared_fd, main_pid = (int(n) for n in config.worker.split(","))
+    if not stop_with_parent(main_pid, signal.SIGTERM):
+        return  # the main process is gone already
+    ops = _operations(config, SharedState.attach(shared_fd))
+    adoption = handover.Adoption(clone_fd, resend=False)
+    ops.init_hooks.append(adoption.swap_in)
+    pyfuse3.init(ops, adoption.mountpoint, fuse_options(config.fuse_options))
+    adoption.feed_init()
+    ops.learn_all_paths()
+    _keep_files_open(config.roots)
+    try:
+        trio.run(serve, Duties(ops.renders, lambda: None, wait_fd=adoption.session_fd))
+    finally:
+        fsread.stop_keeping()
+        pyfuse3.close(unmount=False)
+
+
 def run(config: DaemonConfig, on_mounted=None) -> None:
     """Mount and serve until SIGTERM/SIGINT or an external unmount; re-exec on SIGHUP.
 
@@ -266,11 +177,9 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)
     if config.pidfile:
         daemon_files.check_pidfile(config.pidfile)  # fail before mounting, not after
-    factory = CgroupFactory(config.roots.cgroup)
-    state = DaemonState()  # what a successor takes over (see state.py)
-    sampler = LoadSampler(config.roots, state.loads) if config.opts.loadavg else None
-    ops = LxcfsOperations(config.roots, config.opts, CallerResolver(config.roots.proc, factory), sampler, state,
-                          config.reuse_window)
+    # what a successor takes over (see state.py); with workers, in memory they share
+    state = SharedState.create() if config.workers > 1 else DaemonState()
+    ops = _operations(config, state)
     adopted_fd = _connect(config, ops)
     outcome = "stop"
     try:
@@ -278,7 +187,8 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
             daemon_files.write_pidfile(config.pidfile)
         if on_mounted is not None:
             on_mounted()
-        log.info("serving %s (cgroup %s, %s)", config.mountpoint, factory.version_label(), config.opts)
+        log.info("serving %s (cgroup %s, %s, %d processes)", config.mountpoint,
+                 ops.resolver.factory.version_label(), config.opts, config.workers)
         if systemd.fd_store_enabled():
             systemd.store_fd(fuse_wait.fuse_fd(), "fuse")  # a restart or a crash then keeps the mount alive
         if adopted_fd is None:
@@ -289,9 +199,13 @@ def run(config: DaemonConfig, on_mounted=None) -> None:
                             err)
         systemd.notify("READY=1")
         _keep_files_open(config.roots)
-        heal = config.mountpoint if adopted_fd is None and config.heal else None
-        outcome = trio.run(_serve, sampler, heal, adopted_fd, lambda: _reexec(config, ops), ops.toggle_virtualization,
-                           ops.renders)
+        initialized = trio.Event()
+        ops.init_hooks.append(initialized.set)
+        pool = _pool(config, state) if config.workers > 1 else None
+        duties = Duties(ops.renders, ops.toggle_virtualization, lambda: _reexec(config, ops), ops.sampler,
+                        config.mountpoint if adopted_fd is None and config.heal else None, pool, initialized,
+                        adopted_fd)
+        outcome = trio.run(serve, duties)
         if outcome == "stop" and systemd.fd_store_enabled() and systemd.restart_queued():
             _leave_for_systemd_restart(ops)
             outcome = "handed-over"

@@ -87,8 +87,7 @@ class LxcfsOperations(pyfuse3.Operations):
         self.dir_handles = self.state.dir_handles
         self.renders = Renders()
         self.recent = RecentRenders(reuse_window)
-        self.on_init = None
-        self.virtualize = True  # SIGUSR2 switches it, as in LXCFS
+        self.init_hooks: list = []  # called while FUSE_INIT is answered (handover.Adoption, pool.py)
         self._logged: set[tuple] = set()
         self._started = time.time_ns()
 
@@ -109,9 +108,14 @@ class LxcfsOperations(pyfuse3.Operations):
         return Request(self.roots, self.opts, cgroup, caller.init_pid, self.sampler, self.state.cpu_views,
                        self.state.floors)
 
+    @property
+    def virtualize(self) -> bool:
+        """Whether callers get their own files; SIGUSR2 switches it, as in LXCFS (in the state: for every worker)."""
+        return self.state.virtualize
+
     def toggle_virtualization(self) -> None:
         """LXCFS's SIGUSR2: serve every caller the host's files, or their own again."""
-        self.virtualize = not self.virtualize
+        self.state.virtualize = not self.state.virtualize
         log.warning("Switched into %svirtualization mode", "" if self.virtualize else "non-")
 
     def _path(self, inode: int) -> str:
@@ -275,9 +279,9 @@ class LxcfsOperations(pyfuse3.Operations):
             self.paths[inode_of(path)] = path
 
     def init(self):
-        """pyfuse3 calls this while it handles FUSE_INIT (see handover.Adoption)."""
-        if self.on_init is not None:
-            self.on_init()
+        """pyfuse3 calls this while it handles FUSE_INIT."""
+        for hook in self.init_hooks:
+            hook()
 
     @_guarded
     async def read(self, fh, off, size):

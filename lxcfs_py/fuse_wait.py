@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import time
 
 import pyfuse3
@@ -37,6 +38,12 @@ SPIN_SECONDS = 50e-6
 # threads).
 YIELD_EVERY = 64
 RENDER_WAIT_MS = 5  # the longest the loop sleeps in poll() for a render or a request before trio's epoll
+# With workers (pool.py) several processes read one queue: another may take the
+# request poll() saw, and pyfuse3's read then blocks (holding the GIL) until the
+# next one. A timer interrupts such a read (EINTR, which pyfuse3 retries through
+# this wait), so the tasks and render threads of the process are never held longer.
+RACE_SIGNAL = signal.SIGALRM
+RACE_TIMEOUT = 0.01
 
 
 def fuse_fd() -> int | None:
@@ -66,7 +73,7 @@ class FuseWait:
     """
 
     def __init__(self, fd: int, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None,
-                 rendering=lambda: False):
+                 rendering=lambda: False, shared_queue: bool = False):
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         if wake_fd is not None:
@@ -80,10 +87,20 @@ class FuseWait:
         self.parked_on_fd = False
         self.closing = False
         self.turns = trio.lowlevel.ParkingLot()
+        self.shared_queue = shared_queue
 
     async def __call__(self) -> bool:
+        if self.shared_queue:
+            interrupted = signal.setitimer(signal.ITIMER_REAL, 0)[0] == 0  # expired: we lost a race to a read
+            ready = await self._wait(not interrupted)
+            if ready:
+                signal.setitimer(signal.ITIMER_REAL, RACE_TIMEOUT)
+            return ready
+        return await self._wait(True)
+
+    async def _wait(self, may_spin: bool) -> bool:
         self.served += 1
-        if self.spin and self.served % YIELD_EVERY:
+        if may_spin and self.spin and self.served % YIELD_EVERY:
             while True:
                 if self.rendering():
                     # a render thread needs the GIL: sleep in poll (which frees it) instead of spinning
@@ -134,7 +151,7 @@ class FuseWait:
 
 
 def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None,
-            rendering=lambda: False):
+            rendering=lambda: False, shared_queue: bool = False):
     """Replace pyfuse3's wait with a FuseWait on `fd`; returns an undo function.
 
     Without the hook or the fd (pyfuse3 changed, or several /dev/fuse fds are
@@ -143,5 +160,15 @@ def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = No
     saved = getattr(pyfuse3, HOOK, None)
     if saved is None or fd is None:
         return lambda: None
-    setattr(pyfuse3, HOOK, FuseWait(fd, spin, wake_fd, on_wake, rendering))
-    return lambda: setattr(pyfuse3, HOOK, saved)
+    setattr(pyfuse3, HOOK, FuseWait(fd, spin, wake_fd, on_wake, rendering, shared_queue))
+    # a handler, so that the timer interrupts a read; never the default, which would end the process
+    # if the timer fired after trio's own handler is gone
+    saved_handler = signal.signal(RACE_SIGNAL, lambda signum, frame: None) if shared_queue else None
+
+    def undo():
+        setattr(pyfuse3, HOOK, saved)
+        if shared_queue:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(RACE_SIGNAL, saved_handler)
+
+    return undo

@@ -53,8 +53,10 @@ def fake_init() -> bytes:
 class Adoption:
     """Start a pyfuse3 session on a connection another process set up."""
 
-    def __init__(self, fuse_fd: int):
+    def __init__(self, fuse_fd: int, resend: bool = True):
         self.fuse_fd = fuse_fd
+        # a worker's clone must not: it would take back what the other workers are answering
+        self.resend = resend
         ours, feeder = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.session_fd = ours.detach()  # libfuse owns this number from now on
         self.feeder = feeder
@@ -72,7 +74,8 @@ class Adoption:
         os.dup2(self.fuse_fd, self.session_fd)
         os.close(self.fuse_fd)
         self.feeder.close()
-        ask_resend(self.session_fd)
+        if self.resend:
+            ask_resend(self.session_fd)
 
 
 def ask_resend(fuse_fd: int) -> None:

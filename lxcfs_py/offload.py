@@ -22,6 +22,7 @@ import errno
 import os
 import queue
 import select
+import signal
 import threading
 import time
 from collections import deque
@@ -181,6 +182,8 @@ class Renders:
 
     # -- the threads' side ------------------------------------------------------------
     def _work(self) -> None:
+        # the loop's timer against a lost read race (fuse_wait.RACE_SIGNAL) must interrupt the loop's read
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
         while True:
             job = self._jobs.get()
             job.result = outcome.capture(job.render)

@@ -97,6 +97,7 @@ class DaemonState:
         self.loads: dict[str, Load] = {}
         self.held_handles: dict[Owner, int] = {}
         self.held_bytes: dict[Owner, int] = {}
+        self.virtualize = True  # LXCFS's SIGUSR2 switch (a restart starts virtualized)
 
     # -- handle numbers and the per-container budget ------------------------------
     def _new_fh(self) -> int:

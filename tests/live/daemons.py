@@ -62,6 +62,24 @@ def forget_heal_records(mountpoint: str) -> None:
     heal_records.remove(mountpoint, set(heal_records.recorded(mountpoint)))
 
 
+def workers_of(daemon) -> list[int]:
+    """The worker processes of `daemon` (its children started with --worker=)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rpartition(")")[2].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == daemon.process.pid and any(arg.startswith(b"--worker=") for arg in cmdline):
+            found.append(int(entry))
+    return sorted(found)
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     """Poll `predicate` until it is true (True) or `timeout` (scaled) seconds pass (False)."""
     deadline = time.monotonic() + scaled(timeout)
