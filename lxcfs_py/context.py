@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lxcfs_py.cgroups.base import Cgroup
-    from lxcfs_py.files.cpuview import CpuView
+    from lxcfs_py.files.counters import Floors
+    from lxcfs_py.files.cpuview import CpuViews
     from lxcfs_py.sampler import LoadSampler
 
 
@@ -38,8 +39,9 @@ class Request:
     cgroup: Cgroup | None  # None: the caller is on the host and sees host values
     init_pid: int  # pid (in the daemon's namespace) of the caller's pid-namespace init
     sampler: LoadSampler | None = field(default=None)
-    views: dict[str, CpuView] | None = None  # --enable-cfs counters kept between reads (the daemon's state)
-    floors: dict[str, dict[str, list[int]]] | None = None  # the highest counters shown (files/counters.py)
+    # the daemon's state (in this process, or shared by its workers: shared_state.py)
+    views: CpuViews | None = None  # --enable-cfs counters kept between reads
+    floors: Floors | None = None  # the highest counters shown (files/counters.py)
     memo: dict = field(default_factory=dict)  # values several handlers need once per request
 
     def proc(self, *parts: str) -> str:

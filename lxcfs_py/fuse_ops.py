@@ -80,11 +80,10 @@ class LxcfsOperations(pyfuse3.Operations):
         self.resolver = resolver
         self.sampler = sampler
         self.tree = Tree(roots)
+        # open files and listings: in this process, or shared by worker processes (shared_state.py)
         self.state = state if state is not None else DaemonState()
-        # the state's dicts (never rebound), named here for the hot path
-        self.paths = self.state.paths
-        self.handles = self.state.handles
-        self.dir_handles = self.state.dir_handles
+        self.state.revive_with(self.revive)  # a file opened at another worker is rebuilt here
+        self.paths = self.state.paths  # per process (never rebound), named here for the hot path
         self.renders = Renders()
         self.recent = RecentRenders(reuse_window)
         self.init_hooks: list = []  # called while FUSE_INIT is answered (handover.Adoption, pool.py)
@@ -204,10 +203,9 @@ class LxcfsOperations(pyfuse3.Operations):
 
     @_guarded
     def readdir(self, fh, start_id, token):
-        try:
-            entries = self.dir_handles[fh]
-        except KeyError:  # not ours: opened before a crash, or never
-            raise pyfuse3.FUSEError(errno.EBADF) from None
+        entries = self.state.dir_entries(fh)
+        if entries is None:  # not ours: opened before a crash, or never
+            raise pyfuse3.FUSEError(errno.EBADF)
         parent = entries[0][0]
         for index in range(start_id + 1, len(entries)):
             name, inode = entries[index]
@@ -285,14 +283,14 @@ class LxcfsOperations(pyfuse3.Operations):
 
     @_guarded
     async def read(self, fh, off, size):
-        try:
-            handle = self.handles[fh]
-        except KeyError:
-            raise pyfuse3.FUSEError(errno.EBADF) from None
+        handle = self.state.file(fh)
+        if handle is None:
+            raise pyfuse3.FUSEError(errno.EBADF)
         if off == 0 and handle.read_once:
             # a reader that rewinds (top, free -s) wants fresh numbers, as with /proc
-            self.state.refresh(handle, await self.content(handle, fresh=True))
-        handle.read_once = True
+            self.state.refresh(fh, handle, await self.content(handle, fresh=True))
+        elif not handle.read_once:
+            self.state.mark_read(fh)
         return handle.content[off : off + size]
 
     @_guarded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 import trio
@@ -70,27 +71,34 @@ def count_tasks(proc_root: str, cgroup_dir: str) -> tuple[int, int, int]:
 
 
 class LoadSampler:
-    def __init__(self, roots, loads: dict[str, Load] | None = None):
+    def __init__(self, roots, loads: MutableMapping[str, Load] | None = None):
         self.proc_root = roots.proc
-        self.loads = loads if loads is not None else {}  # the daemon's state owns them (restart state)
+        # the daemon's state owns them (restart state); with worker processes, a shared mapping
+        # (shared_state.py) that hands out copies: a changed Load is written back
+        self.loads = loads if loads is not None else {}
 
     def loadavg(self, cgroup_dir: str, init_pid: int) -> str:
+        """Any worker's render: the container's load, tracked from now on."""
         load = self.loads.get(cgroup_dir)
         if load is None:
             if len(self.loads) >= MAX_TRACKED:
-                self.loads.pop(next(iter(self.loads)))
-            load = self.loads[cgroup_dir] = Load(last_pid=init_pid)
+                self.loads.pop(next(iter(self.loads)), None)
+            load = self.loads.setdefault(cgroup_dir, Load(last_pid=init_pid))
         return format_load(load)
 
     def sample(self) -> None:
+        """One process samples for all."""
         for directory in list(self.loads):
             if not os.path.isdir(directory):
-                del self.loads[directory]  # the container is gone
+                self.loads.pop(directory, None)  # the container is gone
                 continue
-            load = self.loads[directory]
+            load = self.loads.get(directory)
+            if load is None:
+                continue  # dropped meanwhile (for a newer container)
             load.running, load.total, load.last_pid = count_tasks(self.proc_root, directory)
             active = load.running * FIXED_1
             load.avenrun = [decay(a, e, active) for a, e in zip(load.avenrun, EXP)]
+            self.loads[directory] = load
 
     async def run(self) -> None:
         while True:

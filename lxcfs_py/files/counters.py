@@ -12,18 +12,30 @@ from __future__ import annotations
 MAX_CONTAINERS = 4096
 
 
-def never_backwards(floors: dict[str, dict[str, list[int]]] | None, key: str, label: str,
-                    values: list[int]) -> list[int]:
-    """`values` raised to what this container's line `label` last showed; remembered for next time."""
+def never_backwards(floors, key: str, label: str, values: list[int]) -> list[int]:
+    """`values` raised to what this container's line `label` last showed; remembered for next time.
+
+    `floors`: a Floors, a shared_state.SharedFloors (worker processes), or None (nothing kept).
+    """
     if floors is None:
         return values
-    shown = floors.get(key)
-    if shown is None:
-        if len(floors) >= MAX_CONTAINERS:
-            floors.pop(next(iter(floors)))  # the oldest container, most likely gone
-        shown = floors[key] = {}
-    last = shown.get(label)
+    return floors.raise_to(key, label, values)
+
+
+def raised(last: list[int] | None, values: list[int]) -> list[int]:
     if last is not None and len(last) == len(values):
-        values = [max(a, b) for a, b in zip(values, last)]
-    shown[label] = values
+        return [max(a, b) for a, b in zip(values, last)]
     return values
+
+
+class Floors(dict):
+    """Per container key: per line label, the highest counters shown, in this process."""
+
+    def raise_to(self, key: str, label: str, values: list[int]) -> list[int]:
+        shown = self.get(key)
+        if shown is None:
+            if len(self) >= MAX_CONTAINERS:
+                self.pop(next(iter(self)))  # the oldest container, most likely gone
+            shown = self[key] = {}
+        values = shown[label] = raised(shown.get(label), values)
+        return values

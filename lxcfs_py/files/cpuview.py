@@ -8,7 +8,10 @@ fractional quota (0.5 CPU) looks half busy at most. Counters only grow, as
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
+
+MAX_VIEWS = 4096  # cgroups whose counters are kept
 
 
 @dataclass
@@ -71,6 +74,20 @@ class CpuView:
                 target.idle = max(target.idle - delta, 0)
         self.last_idle_sum = idle_sum
         return shown
+
+
+class CpuViews(dict):
+    """Per cpuset cgroup, its view, in this process."""
+
+    @contextlib.contextmanager
+    def view(self, key: str):
+        """The view of `key` (a new one the first time) to update in place."""
+        view = self.get(key)
+        if view is None:
+            if len(self) >= MAX_VIEWS:
+                self.pop(next(iter(self)))  # the oldest cgroup, most likely gone
+            view = self[key] = CpuView()
+        yield view
 
 
 def _absorb(d: Usage, name: str, surplus: int, threshold: int) -> int:

@@ -8,14 +8,12 @@ from lxcfs_py.cgroups.base import CpuTime
 from lxcfs_py.context import Request
 from lxcfs_py.files import cpus
 from lxcfs_py.files.counters import never_backwards
-from lxcfs_py.files.cpuview import CpuView, Usage
+from lxcfs_py.files.cpuview import CpuView, CpuViews, Usage
 from lxcfs_py.files.uptime import init_start_ticks
 from lxcfs_py.fsread import read_bytes
 from lxcfs_py.host import CLK_TCK
 
 CPU_LINE = re.compile(r"cpu(\d+) ")
-
-MAX_VIEWS = 4096  # --enable-cfs keeps per-cgroup counters between reads (see cpuview.py)
 
 
 def ticks(ns: int, hz: int = CLK_TCK) -> int:
@@ -118,14 +116,10 @@ def render(req: Request) -> bytes:
     allowed = set(cpus.cpuset(req))
     times = req.cgroup.cpu_times()
     if req.opts.cfs and times is not None:
-        views = req.views if req.views is not None else {}  # none kept: every read is a first read
-        key = req.cgroup.dir("cpuset") or ""
-        view = views.get(key)
-        if view is None:
-            if len(views) >= MAX_VIEWS:
-                views.pop(next(iter(views)))
-            view = views[key] = CpuView()
-        text = render_view_text(host.decode(), allowed, times, view, cpus.max_cpus(req), cpus.exact_cpus(req))
+        views = req.views if req.views is not None else CpuViews()  # none kept: every read is a first read
+        max_cpus, exact = cpus.max_cpus(req), cpus.exact_cpus(req)
+        with views.view(req.cgroup.dir("cpuset") or "") as view:  # a shared view stays locked meanwhile
+            text = render_view_text(host.decode(), allowed, times, view, max_cpus, exact)
     else:
         # no per-CPU times to fold (v2, or v1 without cpuacct): the host's lines of the CPUs shown
         text = render_text(host.decode(), set(cpus.visible(req)), times)

@@ -223,7 +223,7 @@ def test_cpu_directory_per_caller(fake, ctx, cpus):
     ops = operations(fake)
     directory = lookup(ops, "sys/devices/system/cpu", ctx)
     fh = run(ops.opendir, directory, ctx)
-    names = [name for name, _ in ops.dir_handles[fh][1:]]
+    names = [name for name, _ in ops.state.dir_entries(fh)[1:]]
     assert [n for n in names if n[3:].isdigit()] == cpus
     assert "online" in names and "cpufreq" in names
     for n in range(4):
@@ -232,7 +232,7 @@ def test_cpu_directory_per_caller(fake, ctx, cpus):
         else:
             assert fuse_errno(ops.lookup, directory, f"cpu{n}".encode(), ctx) == errno.ENOENT
     run(ops.releasedir, fh)
-    assert fh not in ops.dir_handles
+    assert ops.state.dir_entries(fh) is None
 
 
 def test_attributes(fake):

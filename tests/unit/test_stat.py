@@ -7,6 +7,8 @@ import pytest
 from lxcfs_py.cgroups.base import CpuTime
 from lxcfs_py.context import Options
 from lxcfs_py.files import stat
+from lxcfs_py.files.counters import Floors
+from lxcfs_py.files.cpuview import CpuViews
 from lxcfs_py.host import CLK_TCK
 from tests.fixtures.trees import HOST_CPU_FIELDS, HOST_STAT_TAIL, SEC, host_stat, write
 
@@ -88,7 +90,7 @@ def test_view_first_read_is_all_zero_on_quota_cpus(v1):
 
 
 def test_view_moves_time_from_hidden_cpus_and_trims_idle(v1_rw):
-    v1, views = v1_rw, {}
+    v1, views = v1_rw, CpuViews()
     render(v1, "/docker/cfs", views, cfs=True)  # seeds the counters
     fields = {cpu: list(values) for cpu, values in HOST_CPU_FIELDS.items()}
     fields[1][3] += 200  # cpu1: 200 ticks more idle
@@ -113,7 +115,7 @@ def test_btime_is_the_containers_start_and_the_hosts_for_the_host(v1):
 
 def test_no_counter_runs_backwards_for_a_container(v1_rw):
     """The host's ticks lag the cgroup's exact CPU time: the derived idle time must not shrink."""
-    floors = {}
+    floors = Floors()
 
     def read():
         return stat.render(v1_rw.req("/docker/abc", floors=floors)).decode().splitlines()[:3]
