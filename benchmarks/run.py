@@ -110,7 +110,7 @@ def parse_args(argv=None):
     p.add_argument("--daemon-flag", action="append", default=[], metavar="FLAG",
                    help="extra flag for both daemons, e.g. --daemon-flag=--enable-cfs (repeatable)")
     p.add_argument("--py-flag", action="append", default=[], metavar="FLAG",
-                   help="extra flag for the lxcfs-py daemons only, e.g. --py-flag=--workers=2 (repeatable)")
+                   help="extra flag for lxcfs-py only (not --base), e.g. --py-flag=--workers=2 (repeatable)")
     p.add_argument("--enable-cfs", action="store_true", help="shorthand for --daemon-flag=--enable-cfs")
     p.add_argument("--limits", default="-m 200m", help="docker run resource flags of every reader (default '-m 200m')")
     p.add_argument("--pin-cpus", default="0", help="--cpuset-cpus of the pinned reader (default 0)")
@@ -241,7 +241,7 @@ class Bench:
                 continue
             mountpoint = os.path.join(self.workdir, name)
             pidfile = os.path.join(self.workdir, f"{name}.pid")
-            own = [] if name == "ref" else self.args.py_flag
+            own = self.args.py_flag if name == "py" else []
             self.daemons[name] = daemons.start(commands[name], mountpoint, [*flags, *own, "-p", pidfile],
                                                log_dir=self.workdir)
         volumes = ["-v", f"{binary}:/readbench:ro"]

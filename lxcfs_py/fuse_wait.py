@@ -89,7 +89,15 @@ class FuseWait:
         self.turns = trio.lowlevel.ParkingLot()
         self.shared_queue = shared_queue
 
+    def close(self) -> None:
+        """The session ends (pyfuse3.terminate): every wait returns False, also one that begins only now,
+        which pyfuse3's notify_closing would not reach."""
+        self.closing = True
+        self.turns.unpark_all()
+
     async def __call__(self) -> bool:
+        if self.closing:
+            return False
         if self.shared_queue:
             interrupted = signal.setitimer(signal.ITIMER_REAL, 0)[0] == 0  # expired: we lost a race to a read
             ready = await self._wait(not interrupted)
@@ -113,6 +121,8 @@ class FuseWait:
                     break
                 self.on_wake()
                 await trio.lowlevel.checkpoint()  # the tasks just woken send their replies
+                if self.closing:
+                    return False
         while True:
             while self.parked_on_fd and not self.closing:
                 await self.turns.park()
@@ -128,6 +138,8 @@ class FuseWait:
             finally:
                 self.parked_on_fd = False
             self.turns.unpark()  # the next task takes the fd while this one serves
+            if self.closing:  # terminated while this task was being woken: a read now would lose the request
+                return False
             # another task may have read the request in the meantime (it spun): then
             # pyfuse3's blocking read would stall the whole loop until the next one
             if any(fd == self.fd for fd, _mask in self._poll(0)):
@@ -148,6 +160,14 @@ class FuseWait:
                 return self.fd if any(fd == self.fd for fd, _mask in events) else events[0][0]
             if time.perf_counter() >= deadline:
                 return None
+
+
+def terminate() -> None:
+    """End pyfuse3's loop: pyfuse3.terminate(), and our wait (if installed) returns False from now on."""
+    wait = getattr(pyfuse3, HOOK, None)
+    if isinstance(wait, FuseWait):
+        wait.close()
+    pyfuse3.terminate()
 
 
 def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = None, on_wake=None,

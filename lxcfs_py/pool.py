@@ -25,6 +25,8 @@ from typing import Callable
 
 import trio
 
+from lxcfs_py import signals
+
 log = logging.getLogger("lxcfs_py")
 
 FUSE_DEV_IOC_CLONE = 0x8004E500  # _IOR(229, 0, uint32_t)
@@ -103,8 +105,14 @@ class Pool:
             # started from this thread, which lives as long as the process: a worker's
             # PR_SET_PDEATHSIG follows the thread that forked it (trio's open_process forks in a
             # passing thread, whose end would stop the worker)
-            return subprocess.Popen(self.command(clone), pass_fds=(clone, *self.shared_fds),
-                                    env=_worker_environment())
+            # born with the signals the daemon handles blocked (the mask is inherited), so that none
+            # ends it before its loop takes them (SIGALRM, SIGHUP... would, by default)
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)
+            try:
+                return subprocess.Popen(self.command(clone), pass_fds=(clone, *self.shared_fds),
+                                        env=_worker_environment())
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
         finally:
             os.close(clone)  # the worker has its own copy; ours would keep its requests' queue alive
 

@@ -99,7 +99,7 @@ async def serve(duties: Duties) -> str:
                         outcome = "stop"
                         if pool is not None:
                             await pool.stop()  # this process serves meanwhile
-                        pyfuse3.terminate()
+                        fuse_wait.terminate()
                         await renders.finish(RENDER_GRACE)
                         return
                     if duties.reexec is not None and not (signum == fuse_wait.RACE_SIGNAL and shared_queue):

@@ -33,7 +33,7 @@ MAX_OPEN = 1 << 18  # open files of all containers together (each container: MAX
 MAX_LISTINGS = 1 << 16
 MAX_OWNERS = 1 << 16
 MAX_CACHED = 8192  # Handles rebuilt in this process
-EPOCH, COUNTER, LIMIT_HANDLES, LIMIT_BYTES = range(4)  # the arena's words
+EPOCH, COUNTER, LIMIT_HANDLES, LIMIT_BYTES, HOST_VALUES = range(5)  # the arena's words
 FILE = struct.Struct("<BII")  # read once, owner length, metadata length; then owner, metadata, content
 HELD = struct.Struct("<qq")  # handles, bytes
 LOAD = struct.Struct("<6q")
@@ -188,6 +188,15 @@ class SharedState(StateFormat):
 
     def revive_with(self, revive: Callable[[dict], Handle | None]) -> None:
         self.revive = revive
+
+    @property
+    def virtualize(self) -> bool:
+        """LXCFS's SIGUSR2 switch: the main process flips it, every worker reads it per request."""
+        return not self.arena.peek(HOST_VALUES)
+
+    @virtualize.setter
+    def virtualize(self, value: bool) -> None:
+        self.arena.set_word(HOST_VALUES, int(not value))
 
     # the handover format's scalars, in the arena
     @property

@@ -140,6 +140,10 @@ class Arena:
         with self.locked():
             return U64.unpack_from(self.mem, WORDS_AT + 8 * index)[0]
 
+    def peek(self, index: int) -> int:
+        """A word read without the lock: for a flag that only flips (an aligned word is never torn)."""
+        return U64.unpack_from(self.mem, WORDS_AT + 8 * index)[0]
+
     def set_word(self, index: int, value: int) -> None:
         with self.locked():
             U64.pack_into(self.mem, WORDS_AT + 8 * index, value)

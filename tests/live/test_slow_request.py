@@ -8,6 +8,8 @@ import statistics
 import subprocess
 import textwrap
 
+import pytest
+
 from tests.fixtures import trees
 from tests.live import daemons
 from tests.live.cgroups import join, memory_cgroups, run_in_container_like
@@ -20,7 +22,8 @@ WORST_READ = daemons.scaled(1.0)
 READING_FOR = 1.0  # seconds: many times the reuse window, so the other container's files are rendered afresh
 
 
-def test_a_held_request_does_not_stall_another_container(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-process", "2-processes"])
+def test_a_held_request_does_not_stall_another_container(tmp_path, workers):
     with memory_cgroups(None) as held, memory_cgroups(None) as other:
         # the daemon reads cgroup files from a fixture tree in which the held container's memory.stat
         # is a FIFO: rendering its meminfo waits there, in the kernel, until the test writes it
@@ -32,16 +35,16 @@ def test_a_held_request_does_not_stall_another_container(tmp_path):
         os.unlink(memory_stat)
         os.mkfifo(memory_stat)
         mountpoint = str(tmp_path / "mnt")
-        daemon = daemons.start(daemons.LXCFS_PY, mountpoint, ["--no-remount", "--cgroup-root", root],
-                               log_dir=str(tmp_path))
+        daemon = daemons.start(daemons.LXCFS_PY, mountpoint, ["--no-remount", "--cgroup-root", root,
+                                                              "--workers", str(workers)], log_dir=str(tmp_path))
         reader = None
         try:
             meminfo = f"{mountpoint}/proc/meminfo"
             reader = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "cat", meminfo],
                                       preexec_fn=lambda: join(held), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
-            assert daemons.wait_for(lambda: blocked_opening_a_fifo(daemon.process.pid), daemons.scaled(20)), \
-                daemon.log()
+            assert daemons.wait_for(lambda: any(blocked_opening_a_fifo(pid) for pid in
+                                                [daemon.process.pid, *daemons.workers_of(daemon)]), 20), daemon.log()
 
             latencies = json.loads(run_in_container_like(other, textwrap.dedent(f"""
                 import json, time
