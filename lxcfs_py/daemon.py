@@ -64,18 +64,34 @@ def _max_kept_files() -> int:
     return max(16, min(1024, soft // 4))
 
 
-def _inherited_connection(config: DaemonConfig) -> tuple[int, bytes | None] | None:
-    """A live FUSE connection (and state) handed to us: by re-exec, or back from systemd's fd store."""
+@dataclass
+class Inherited:
+    """A live FUSE connection handed to us: by re-exec, or back from systemd's fd store."""
+
+    fuse_fd: int
+    state: bytes | None
+    # the fd store's clones of a dead process's workers: while systemd holds them, what those workers had
+    # read stays queued on them and adopting the connection has it resent (handover.ask_resend); dropped after
+    stale_clones: list[str] = field(default_factory=list)
+
+
+WORKER_FD = "worker-"  # systemd fd store names of the workers' clones: worker-1, worker-2...
+
+
+def _inherited_connection(config: DaemonConfig) -> Inherited | None:
     if config.handover:
         fuse_fd, state_fd = (int(n) for n in config.handover.split(","))
-        return fuse_fd, handover.read_fd(state_fd)
+        return Inherited(fuse_fd, handover.read_fd(state_fd))
     passed = systemd.listen_fds()
     if "fuse" not in passed:
         return None
     state = handover.read_fd(passed["state"]) if "state" in passed else None
     if state is not None:
         systemd.drop_stored("state")  # a later crash must not restore this old state
-    return passed["fuse"], state
+    stale = [name for name in passed if name.startswith(WORKER_FD)]
+    for name in stale:
+        os.close(passed[name])  # systemd's copy is what keeps their requests
+    return Inherited(passed["fuse"], state, stale)
 
 
 def _connect(config: DaemonConfig, ops: LxcfsOperations) -> int | None:
@@ -89,9 +105,11 @@ def _connect(config: DaemonConfig, ops: LxcfsOperations) -> int | None:
         except RuntimeError as err:
             raise mounts.MountError(f"cannot mount FUSE on {config.mountpoint}: {err} (is /dev/fuse usable?)") from None
         return None
-    fuse_fd, state = inherited
-    adoption = handover.Adoption(fuse_fd)
+    adoption = handover.Adoption(inherited.fuse_fd)
     ops.init_hooks.append(adoption.swap_in)
+    for name in inherited.stale_clones:
+        ops.init_hooks.append(lambda name=name: systemd.drop_stored(name))  # after swap_in: resent by then
+    state = inherited.state
     pyfuse3.init(ops, adoption.mountpoint, options)
     adoption.feed_init()
     ops.learn_all_paths()  # the kernel keeps using inode numbers it learnt from the old process
@@ -144,14 +162,23 @@ def _pool(config: DaemonConfig, state: SharedState) -> Pool:
         return python_command("-m", "lxcfs_py", *argv_for_children(config),
                               f"--worker={clone_fd},{state.fd},{os.getpid()}")
 
-    return Pool(config.workers, fuse_wait.fuse_fd, command, (state.fd,))
+    def keep(slot: int, clone: int | None) -> None:
+        if clone is None:
+            systemd.drop_stored(f"{WORKER_FD}{slot}")
+        else:
+            systemd.store_fd(clone, f"{WORKER_FD}{slot}")
+
+    return Pool(config.workers, fuse_wait.fuse_fd, command, (state.fd,),
+                keep if systemd.fd_store_enabled() else lambda slot, clone: None)
 
 
 def run_worker(config: DaemonConfig) -> None:
     """Serve as a worker of the main process (pool.py) until it stops us; the mount is the main's."""
     signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)  # until the loop takes them
     clone_fd, shared_fd, main_pid = (int(n) for n in config.worker.split(","))
-    if not stop_with_parent(main_pid, signal.SIGTERM):
+    # SIGKILL: what it read stays queued on its clone (in systemd's fd store, if used) for the next
+    # main process to have resent; a graceful stop would answer a render it cannot finish with EIO
+    if not stop_with_parent(main_pid, signal.SIGKILL):
         return  # the main process is gone already
     ops = _operations(config, SharedState.attach(shared_fd))
     adoption = handover.Adoption(clone_fd, resend=False)

@@ -49,8 +49,11 @@ class Pool:
     """`count - 1` worker processes beside this one, kept running until stop()."""
 
     def __init__(self, count: int, connection: Callable[[], int | None], command: Callable[[int], list[str]],
-                 shared_fds: tuple[int, ...]):
+                 shared_fds: tuple[int, ...], keep: Callable[[int, int | None], None] = lambda slot, fd: None):
         self.count = count
+        # keep(slot, clone) when a worker starts, keep(slot, None) when it is gone: systemd's fd store
+        # holds the clones, so that what workers killed with their main process had read is not lost
+        self.keep = keep
         self.connection = connection  # -> the fd this process reads the connection on
         self.command = command  # clone fd -> the worker's command line
         self.shared_fds = shared_fds  # what every worker inherits (the shared state's memory)
@@ -77,7 +80,7 @@ class Pool:
     async def _keep(self, slot: int) -> None:
         while not self.stopping:
             try:
-                process = await self._spawn()
+                process = await self._spawn(slot)
             except OSError as err:
                 log.error("cannot start serving worker %d: %s; retrying in %ds", slot, err.strerror or err,
                           RESPAWN_DELAY)
@@ -88,13 +91,14 @@ class Pool:
                 status = await _exited(process)
             finally:
                 self.running.pop(slot, None)
+                self.keep(slot, None)  # what it read and never answered fails now (ECONNABORTED), never hangs
             if self.stopping:
                 return
             log.error("serving worker %d (pid %d) ended (%s); starting another in %ds", slot, process.pid,
                       _describe(status), RESPAWN_DELAY)
             await trio.sleep(RESPAWN_DELAY)
 
-    async def _spawn(self) -> subprocess.Popen:
+    async def _spawn(self, slot: int) -> subprocess.Popen:
         fuse_fd = self.connection()
         if fuse_fd is None:
             raise OSError("the FUSE connection's descriptor is not found in this process")
@@ -109,10 +113,12 @@ class Pool:
             # ends it before its loop takes them (SIGALRM, SIGHUP... would, by default)
             held = signal.pthread_sigmask(signal.SIG_BLOCK, signals.HANDLED)
             try:
-                return subprocess.Popen(self.command(clone), pass_fds=(clone, *self.shared_fds),
-                                        env=_worker_environment())
+                process = subprocess.Popen(self.command(clone), pass_fds=(clone, *self.shared_fds),
+                                           env=_worker_environment())
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            self.keep(slot, clone)
+            return process
         finally:
             os.close(clone)  # the worker has its own copy; ours would keep its requests' queue alive
 
@@ -143,7 +149,6 @@ MAIN_ONLY_ENVIRONMENT = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FD
 
 def _worker_environment() -> dict[str, str]:
     return {name: value for name, value in os.environ.items() if name not in MAIN_ONLY_ENVIRONMENT}
-
 
 
 def stop_with_parent(main_pid: int, signum: int) -> bool:

@@ -64,6 +64,15 @@ def forget_heal_records(mountpoint: str) -> None:
 
 def workers_of(daemon) -> list[int]:
     """The worker processes of `daemon` (its children started with --worker=)."""
+    return worker_pids(daemon.process.pid)
+
+
+def serving_pids(main_pid: int) -> list[int]:
+    """The daemon's main process and its workers: every process that may be answering a request."""
+    return [main_pid, *worker_pids(main_pid)]
+
+
+def worker_pids(main_pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -75,7 +84,7 @@ def workers_of(daemon) -> list[int]:
                 cmdline = f.read().split(b"\0")
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == daemon.process.pid and any(arg.startswith(b"--worker=") for arg in cmdline):
+        if ppid == main_pid and any(arg.startswith(b"--worker=") for arg in cmdline):
             found.append(int(entry))
     return sorted(found)
 

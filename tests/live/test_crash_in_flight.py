@@ -6,6 +6,8 @@ import os
 import subprocess
 import time
 
+import pytest
+
 from tests.fixtures import trees
 from tests.live import daemons
 from tests.live.cgroups import join, memory_cgroups
@@ -26,10 +28,11 @@ def blocked_opening_a_fifo(pid: int) -> bool:
     return False
 
 
-def test_a_reader_caught_in_flight_by_a_sigkill_is_answered_by_the_next_daemon(tmp_path):
+@pytest.mark.parametrize("workers", [1, 3], ids=["1-process", "3-processes"])
+def test_a_reader_caught_in_flight_by_a_sigkill_is_answered_by_the_next_daemon(tmp_path, workers):
     with memory_cgroups(None) as cgroup:
-        # the daemon reads cgroup files from a fixture tree in which the reader's memory.stat is a FIFO:
-        # rendering its meminfo blocks there until the test says so
+        # the daemon reads cgroup files from a fixture tree in which the readers' memory.stat is a FIFO:
+        # rendering their meminfo blocks there until the test says so
         root = str(tmp_path / "cgroup")
         trees.write_cgroup_v1(root, "/", trees.Cg())
         trees.write_cgroup_v1(root, cgroup, trees.Cg(limit=100 * trees.MiB))
@@ -38,30 +41,40 @@ def test_a_reader_caught_in_flight_by_a_sigkill_is_answered_by_the_next_daemon(t
         os.mkfifo(memory_stat)
         store = FdStore(tmp_path)
         mountpoint = str(tmp_path / "mnt")
-        reader = None
+        readers = []
         try:
-            daemon = store.start(mountpoint, ["--no-remount", "--cgroup-root", root])
+            daemon = store.start(mountpoint, ["--no-remount", "--cgroup-root", root, "--workers", str(workers)])
 
-            # pid 1 of its own pid namespace in that cgroup: a container's process, not a host caller
-            reader = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "cat", f"{mountpoint}/proc/meminfo"],
-                                      preexec_fn=lambda: join(cgroup), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True)
-            assert daemons.wait_for(lambda: blocked_opening_a_fifo(daemon.pid), 20), store.log()
+            def held_in():
+                return [pid for pid in daemons.serving_pids(daemon.pid) if blocked_opening_a_fifo(pid)]
+
+            # with workers, requests land in any process: readers until one is held in a worker (which
+            # the main process's SIGKILL ends too), each pid 1 of its own pid namespace in the cgroup
+            while len(readers) < 20 and not set(held_in()) - {daemon.pid}:
+                readers.append(subprocess.Popen(
+                    ["unshare", "--pid", "--fork", "--kill-child", "cat", f"{mountpoint}/proc/meminfo"],
+                    preexec_fn=lambda: join(cgroup), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                daemons.wait_for(lambda: len(held_in()) >= 1 if workers == 1 else set(held_in()) - {daemon.pid}, 2)
+                if workers == 1:
+                    break
+            assert held_in() and (workers == 1 or set(held_in()) - {daemon.pid}), store.log()
             store.kill9()
             os.unlink(memory_stat)
             trees.write(memory_stat, trees.memstat_v1(trees.MEMSTAT))
             store.restart()
             ready_at = time.monotonic()
-            try:
-                out, err = reader.communicate(timeout=ANSWER_WITHIN)
-            except subprocess.TimeoutExpired:
-                raise AssertionError(f"the reader got no answer within {ANSWER_WITHIN}s of the restart: "
-                                     f"{store.log()}") from None
-            print(f"answered {time.monotonic() - ready_at:.3f} s after the next daemon was ready")
-            assert reader.returncode == 0, err
-            assert out.startswith("MemTotal:") and "102400 kB" in out.splitlines()[0], out
+            for reader in readers:
+                try:
+                    out, err = reader.communicate(timeout=ANSWER_WITHIN)
+                except subprocess.TimeoutExpired:
+                    raise AssertionError(f"a reader got no answer within {ANSWER_WITHIN}s of the restart: "
+                                         f"{store.log()}") from None
+                assert reader.returncode == 0, err
+                assert out.startswith("MemTotal:") and "102400 kB" in out.splitlines()[0], out
+            print(f"{len(readers)} readers answered within {time.monotonic() - ready_at:.3f} s of the next daemon")
         finally:
             store.stop()
-            if reader is not None and reader.poll() is None:
-                reader.kill()
-                reader.wait()
+            for reader in readers:
+                if reader.poll() is None:
+                    reader.kill()
+                    reader.wait()

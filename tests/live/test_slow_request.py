@@ -44,7 +44,7 @@ def test_a_held_request_does_not_stall_another_container(tmp_path, workers):
                                       preexec_fn=lambda: join(held), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
             assert daemons.wait_for(lambda: any(blocked_opening_a_fifo(pid) for pid in
-                                                [daemon.process.pid, *daemons.workers_of(daemon)]), 20), daemon.log()
+                                                daemons.serving_pids(daemon.process.pid)), 20), daemon.log()
 
             latencies = json.loads(run_in_container_like(other, textwrap.dedent(f"""
                 import json, time
