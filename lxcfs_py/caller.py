@@ -226,14 +226,16 @@ def _max_cached() -> int:
 
 class CallerResolver:
     def __init__(self, proc_root: str, factory: CgroupFactory, host_pidns: int | None = None,
-                 clock: Callable[[], float] = time.monotonic, pins=None, max_cached: int | None = None):
+                 clock: Callable[[], float] = time.monotonic, pins=None, max_cached: int | None = None,
+                 processes: int = 1):
         self.proc_root = proc_root
         self.factory = factory
         self.host_pidns = host_pidns if host_pidns is not None else pidns_inode(proc_root, os.getpid())
         self.clock = clock
         self.pins = pins if pins is not None else pins_for(proc_root)
         self.max_cached = max_cached if max_cached is not None else _max_cached()
-        self.scans = ScanBudget(SCAN_RATE, SCAN_BURST, clock)
+        # the daemon's serving processes (pool.py) share the budget: each gets its part
+        self.scans = ScanBudget(SCAN_RATE / processes, max(1, SCAN_BURST // processes), clock)
         self._cache: dict[int, Caller] = {}
         self._not_found: dict[int, float] = {}  # namespace -> until when it is refused
 

@@ -149,7 +149,7 @@ def _leave_for_systemd_restart(ops: LxcfsOperations) -> None:
 
 def _operations(config: DaemonConfig, state) -> LxcfsOperations:
     sampler = LoadSampler(config.roots, state.loads) if config.opts.loadavg else None
-    resolver = CallerResolver(config.roots.proc, CgroupFactory(config.roots.cgroup))
+    resolver = CallerResolver(config.roots.proc, CgroupFactory(config.roots.cgroup), processes=config.workers)
     return LxcfsOperations(config.roots, config.opts, resolver, sampler, state, config.reuse_window)
 
 

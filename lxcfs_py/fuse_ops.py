@@ -30,6 +30,7 @@ log = logging.getLogger("lxcfs_py")
 STATIC_TIMEOUT = 3600.0  # the tree's shape never changes: let the kernel cache it
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 MAX_LOGGED = 1000
+RELEARN_EVERY = 1.0  # seconds between walks of the tree for an inode number this process has not seen
 
 
 def inode_of(path: str) -> int:
@@ -89,6 +90,7 @@ class LxcfsOperations(pyfuse3.Operations):
         self.init_hooks: list = []  # called while FUSE_INIT is answered (handover.Adoption, pool.py)
         self._logged: set[tuple] = set()
         self._started = time.time_ns()
+        self._learnt_at = -RELEARN_EVERY
 
     # -- helpers ----------------------------------------------------------------
     def log_once(self, op: str, err: BaseException, level: int, exc_info: bool = False) -> None:
@@ -121,7 +123,15 @@ class LxcfsOperations(pyfuse3.Operations):
         try:
             return self.paths[inode]
         except KeyError:
-            raise pyfuse3.FUSEError(errno.ENOENT) from None
+            pass
+        # learnt by another process (workers: any process may look a name up, any other use the inode),
+        # or new on the host (a CPU brought online): walk the tree again, at most once a second
+        now = time.monotonic()
+        if now - self._learnt_at >= RELEARN_EVERY:
+            self.learn_all_paths()
+            if inode in self.paths:
+                return self.paths[inode]
+        raise pyfuse3.FUSEError(errno.ENOENT)
 
     def _node(self, path: str) -> Node:
         node = self.tree.node(path)
@@ -273,6 +283,7 @@ class LxcfsOperations(pyfuse3.Operations):
 
     def learn_all_paths(self) -> None:
         """Map every inode number the kernel may already know back to its path."""
+        self._learnt_at = time.monotonic()
         for path in self.tree.all_paths():
             self.paths[inode_of(path)] = path
 

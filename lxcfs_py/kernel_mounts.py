@@ -12,6 +12,7 @@ import ctypes
 import errno
 import os
 import stat
+import time
 
 FSTYPE = "fuse.lxcfs"
 # Our mounts' source in mountinfo (the fsname= option): FSNAME:<token>, unique
@@ -118,8 +119,24 @@ def live_mount(mountpoint, proc_root="/proc"):
 # --- the probe -------------------------------------------------------------------
 
 
+# A request taken by a serving process that died before answering fails with ECONNABORTED
+# (lxcfs-py's worker processes, pool.py); the connection may still be served, or about to die
+# with its last process: ask again, a moment later, before deciding.
+ASKS = 20
+ASK_AGAIN_AFTER = 0.05
+
+
 def mount_state(mountpoint):
     """'free', 'live' or 'stale' (a dead daemon's FUSE mount); other errors raise OSError."""
+    for _ask in range(ASKS - 1):
+        try:
+            return probe(mountpoint)
+        except ConnectionAbortedError:
+            time.sleep(ASK_AGAIN_AFTER)
+    return probe(mountpoint)
+
+
+def probe(mountpoint):
     try:
         # os.path.ismount() says False for a dead daemon's mount (its lstat
         # fails with ENOTCONN): stat first, to tell "stale" from "not mounted"
@@ -145,8 +162,12 @@ def is_dead(fd):
     (and FUSE answers a request for no fields without asking: ask for some).
     """
     buf = ctypes.create_string_buffer(256)
-    if _libc.statx(fd, b"", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, buf) == 0:
-        return False
+    for _ask in range(ASKS):
+        if _libc.statx(fd, b"", AT_EMPTY_PATH | AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, buf) == 0:
+            return False
+        if ctypes.get_errno() != errno.ECONNABORTED:
+            break
+        time.sleep(ASK_AGAIN_AFTER)
     return ctypes.get_errno() == errno.ENOTCONN
 
 

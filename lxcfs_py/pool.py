@@ -78,14 +78,20 @@ class Pool:
                 self._nursery.start_soon(self._keep, slot)
 
     async def _keep(self, slot: int) -> None:
+        failing = False
         while not self.stopping:
             try:
                 process = await self._spawn(slot)
             except OSError as err:
-                log.error("cannot start serving worker %d: %s; retrying in %ds", slot, err.strerror or err,
-                          RESPAWN_DELAY)
+                if not failing:  # once per streak: the interpreter may be gone for a while (an OS upgrade)
+                    log.error("cannot start serving worker %d: %s; the other processes serve meanwhile, "
+                              "retrying every %ds", slot, err.strerror or err, RESPAWN_DELAY)
+                failing = True
                 await trio.sleep(RESPAWN_DELAY)
                 continue
+            if failing:
+                log.info("serving worker %d started again", slot)
+                failing = False
             self.running[slot] = process
             try:
                 status = await _exited(process)

@@ -89,6 +89,24 @@ def worker_pids(main_pid: int) -> list[int]:
     return sorted(found)
 
 
+def alive(pid: int) -> bool:
+    """`pid` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def crash(daemon) -> None:
+    """SIGKILL the daemon's main process and wait until its workers followed it (the mount is dead then)."""
+    workers = workers_of(daemon)
+    daemon.process.kill()
+    daemon.process.wait()
+    if not wait_for(lambda: not any(alive(pid) for pid in workers), 10):
+        raise AssertionError(f"workers {workers} outlived their killed main process")
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
     """Poll `predicate` until it is true (True) or `timeout` (scaled) seconds pass (False)."""
     deadline = time.monotonic() + scaled(timeout)

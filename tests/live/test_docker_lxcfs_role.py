@@ -199,8 +199,7 @@ def test_container_sees_its_memory_limit(applied):
 
 def test_create_fails_clearly_without_the_mount(applied, lxcfs):
     # a dead daemon's mount (ENOTCONN) ...
-    lxcfs.daemon.process.kill()
-    lxcfs.daemon.process.wait()
+    daemons.crash(lxcfs.daemon)
     stale = docker_run("--runtime", "lxcfs", IMAGE, "true", check=False)
     # ... and no mount at all
     lxcfs.daemon.stop()

@@ -23,8 +23,7 @@ def read_meminfo(pid: int) -> subprocess.CompletedProcess:
 
 
 def kill(daemon: daemons.Daemon) -> None:
-    daemon.process.kill()
-    daemon.process.wait()
+    daemons.crash(daemon)
 
 
 def test_a_live_mount_that_got_a_recorded_device_number_is_left_alone(start_daemon):

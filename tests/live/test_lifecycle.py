@@ -33,8 +33,7 @@ def test_a_live_mount_is_refused_with_one_clear_line(start_daemon):
 
 def test_a_stale_mount_of_a_killed_daemon_is_replaced(start_daemon):
     first = start_daemon()
-    first.process.send_signal(signal.SIGKILL)
-    first.process.wait()
+    daemons.crash(first)
     try:
         open(f"{first.mountpoint}/proc/meminfo").read()
         raise AssertionError("expected a stale mount")

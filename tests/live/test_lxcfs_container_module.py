@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.live import adhoc
+from tests.live import adhoc, daemons
 from tests.live.adhoc import ANSIBLE, PYTHON, REPO
 from tests.live.cgroups import namespace_process
 from tests.live.containers import IMAGE
@@ -165,8 +165,7 @@ def test_missing_mount_is_a_warning_in_check_mode(docker, names, tmp_path):
 
 def test_stale_mount_fails_clearly_and_creates_nothing(start_daemon, names):
     daemon = start_daemon()
-    daemon.process.kill()  # SIGKILL: the FUSE mount stays, dead
-    daemon.process.wait()
+    daemons.crash(daemon)  # SIGKILL: the FUSE mount stays, dead
     name = names()
     result, out = run_module(spec(name, daemon.mountpoint))
     assert result["_status"] == "FAILED!", out
@@ -328,6 +327,5 @@ def test_lxcfs_view_of_live_and_dead_binds(start_daemon):
     daemon = start_daemon()
     with namespace_process("mount --bind %s/proc/meminfo /proc/meminfo" % daemon.mountpoint) as pid:
         assert lxcfs_view(pid) == "live"
-        daemon.process.kill()
-        daemon.process.wait()
+        daemons.crash(daemon)
         assert lxcfs_view(pid) == "stale"

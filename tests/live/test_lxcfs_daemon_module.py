@@ -83,8 +83,7 @@ def test_a_daemon_that_exited_unreaped_counts_as_stopped(paths):
 
 def test_stopped_unmounts_a_dead_daemons_mount(paths, tmp_path):
     crashed = daemons.start(daemons.LXCFS_PY, paths["mountpoint"], log_dir=str(tmp_path))
-    crashed.process.kill()
-    crashed.process.wait()
+    daemons.crash(crashed)
     assert mounts.state(paths["mountpoint"]) == "stale"
     result, output = adhoc.run_module(MODULE, {**paths, "state": "stopped"})
     assert result["_status"] == "CHANGED" and result["mount"] == "free", output

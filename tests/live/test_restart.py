@@ -68,8 +68,7 @@ def counts(reader: Reader) -> tuple[int, int, float]:
 def test_a_killed_daemon_is_replaced_and_containers_heal_within_2s(start_daemon, reader):
     first = start_daemon()
     container = reader(first.mountpoint)
-    first.process.send_signal(signal.SIGKILL)
-    first.process.wait()
+    daemons.crash(first)
     assert daemons.wait_for(lambda: counts(container)[1] > 0, 10), "reads kept working with the daemon dead?"
     second = start_daemon(name=os.path.basename(first.mountpoint))
     mounted_at = time.time()

@@ -22,14 +22,6 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def read_in_pieces(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -141,7 +133,7 @@ def test_planned_restarts_hand_over_every_process_and_lose_no_read(pooled):
 def test_a_stop_ends_every_process_and_unmounts(pooled):
     workers = workers_of(pooled)
     assert pooled.stop() == 0
-    assert not any(alive(pid) for pid in workers)
+    assert not any(daemons.alive(pid) for pid in workers)
     assert not os.path.ismount(pooled.mountpoint)
 
 
@@ -150,4 +142,4 @@ def test_a_crashed_main_process_takes_its_workers_along(pooled):
     pooled.process.kill()
     pooled.process.wait()
     # nothing would answer the mount's requests with their main process gone: they stop, too
-    assert daemons.wait_for(lambda: not any(alive(pid) for pid in workers), 15)
+    assert daemons.wait_for(lambda: not any(daemons.alive(pid) for pid in workers), 15)
