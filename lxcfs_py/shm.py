@@ -144,6 +144,11 @@ class Arena:
         with self.locked():
             U64.pack_into(self.mem, WORDS_AT + 8 * index, value)
 
+    def heap_top(self) -> int:
+        """How far into the arena chunks were ever handed out (freed ones are reused below it)."""
+        with self.locked():
+            return U64.unpack_from(self.mem, 16)[0]
+
     # -- chunks -------------------------------------------------------------------
     def alloc(self, length: int) -> tuple[int, int]:
         """(offset, size class) of a chunk for `length` bytes. Lock held."""
