@@ -33,7 +33,7 @@ MAX_OPEN = 1 << 18  # open files of all containers together (each container: MAX
 MAX_LISTINGS = 1 << 16
 MAX_OWNERS = 1 << 16
 MAX_CACHED = 8192  # Handles rebuilt in this process
-EPOCH, COUNTER, LIMIT_HANDLES, LIMIT_BYTES = range(4)  # the arena's words
+EPOCH, COUNTER, LIMIT_HANDLES, LIMIT_BYTES, WRAPPED = range(5)  # the arena's words
 FILE = struct.Struct("<BII")  # read once, owner length, metadata length; then owner, metadata, content
 HELD = struct.Struct("<qq")  # handles, bytes
 LOAD = struct.Struct("<6q")
@@ -166,6 +166,8 @@ class SharedState(StateFormat):
         self.paths: dict[int, str] = {ROOT_INODE: ""}  # per process: each learns what its kernel requests name
         self.cache: dict[int, tuple[bytes, Handle]] = {}  # fh -> (its metadata, the Handle rebuilt here)
         self.revive: Callable[[dict], Handle | None] | None = None
+        self.max_handles = arena.word(LIMIT_HANDLES)  # set once, by create()
+        self.max_bytes = arena.word(LIMIT_BYTES)
 
     @classmethod
     def create(cls, size: int = DEFAULT_SIZE, epoch: int | None = None, max_handles: int = MAX_HANDLES,
@@ -212,27 +214,27 @@ class SharedState(StateFormat):
         epoch, counter = self.arena.word(EPOCH), self.arena.word(COUNTER)
         while True:
             counter = (counter + 1) & COUNTER_MASK
+            if not counter:
+                self.arena.set_word(WRAPPED, 1)  # from now on a number may still be in use
+                continue
             fh = epoch << COUNTER_BITS | counter
-            if counter and self.files.get(fh_key(fh)) is None and self.dirs.get(fh_key(fh)) is None:
+            if not self.arena.word(WRAPPED) or not (self.files.has(fh_key(fh)) or self.dirs.has(fh_key(fh))):
                 self.arena.set_word(COUNTER, counter)
                 return fh
 
     def admit(self, owner: Owner) -> None:
-        self.admit_key(owner_key(owner), owner)
-
-    def admit_key(self, key: bytes, owner: Owner) -> None:
-        limit = self.arena.word(LIMIT_HANDLES)
-        held = self.owners.get(key)
-        if held is not None and HELD.unpack(held)[0] >= limit:
-            raise over_handles(owner, limit)
+        held = self.owners.get(owner_key(owner))
+        if held is not None and HELD.unpack(held)[0] >= self.max_handles:
+            raise over_handles(owner, self.max_handles)
 
     def charge(self, key: bytes, handles: int, size: int, check: bool = True) -> None:
-        """Lock held."""
+        """Count `handles` and `size` bytes more (or less) to the container; check: within its budget."""
         held = self.owners.get(key)
         count, total = HELD.unpack(held) if held is not None else (0, 0)
-        limit = self.arena.word(LIMIT_BYTES)
-        if check and size > 0 and total + size > limit:
-            raise over_bytes(owner_from_json(json.loads(key)), limit)
+        if check and handles > 0 and count >= self.max_handles:
+            raise over_handles(owner_from_json(json.loads(key)), self.max_handles)
+        if check and size > 0 and total + size > self.max_bytes:
+            raise over_bytes(owner_from_json(json.loads(key)), self.max_bytes)
         count, total = count + handles, total + size
         if count or total:
             self.owners.put(key, HELD.pack(count, total))
@@ -246,7 +248,6 @@ class SharedState(StateFormat):
     def add_file(self, handle: Handle, content: bytes) -> int:
         key, meta = owner_key(handle.owner), handle_meta(handle)
         with self.arena.locked():
-            self.admit_key(key, handle.owner)
             self.charge(key, 1, len(content))
             fh = self.new_fh()
             try:
@@ -305,11 +306,10 @@ class SharedState(StateFormat):
     def release_file(self, fh: int) -> bool:
         self.cache.pop(fh, None)
         with self.arena.locked():
-            value = self.files.get(fh_key(fh))
+            value = self.files.pop(fh_key(fh))
             if value is None:
                 return False
             _, owner, _, content = decode_file(value)
-            self.files.delete(fh_key(fh))
             self.charge(owner, -1, -len(content))
             return True
 
@@ -318,7 +318,6 @@ class SharedState(StateFormat):
         key = owner_key(owner)
         listing = json.dumps([key.decode(), entries]).encode()
         with self.arena.locked():
-            self.admit_key(key, owner)
             self.charge(key, 1, 0)
             fh = self.new_fh()
             try:

@@ -16,7 +16,6 @@ id) gives None, never another blob's bytes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import mmap
@@ -48,6 +47,7 @@ SLOT = struct.Struct("<IIQQ")  # generation (odd: alive), size class, length, of
 HEAP_AT = SLOTS_AT + MAX_SLOTS * SLOT.size
 U64 = struct.Struct("<Q")
 U32 = struct.Struct("<I")
+SLOTS_HEAD = struct.Struct("<II")  # slots used, first free slot + 1
 
 # a table of records: header, then its buckets (entry index + 1), then its entries
 TABLE = struct.Struct("<IIIIII")  # count, used, free head, oldest, newest, buckets
@@ -121,19 +121,26 @@ class Arena:
     def __del__(self):
         self.close()
 
-    @contextlib.contextmanager
-    def locked(self):
-        """Excludes every other thread of every process attached; nests."""
-        with self.thread_lock:
-            if self.depth == 0:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-            self.depth += 1
+    def locked(self) -> Arena:
+        """`with arena.locked():` excludes every other thread of every process attached; nests."""
+        return self
+
+    def __enter__(self) -> Arena:
+        self.thread_lock.acquire()
+        if self.depth == 0:
             try:
-                yield
-            finally:
-                self.depth -= 1
-                if self.depth == 0:
-                    fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+            except BaseException:
+                self.thread_lock.release()
+                raise
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        self.thread_lock.release()
 
     # -- words --------------------------------------------------------------------
     def word(self, index: int) -> int:
@@ -199,58 +206,71 @@ class Arena:
 
     def put(self, data: bytes) -> int:
         """Store `data`; its id."""
-        with self.locked():
-            offset, cls = self.alloc(len(data))
-            used, free = struct.unpack_from("<II", self.mem, 24)
-            if free:
-                index = free - 1
-                generation, _, _, next_free = SLOT.unpack_from(self.mem, SLOTS_AT + SLOT.size * index)
-                U32.pack_into(self.mem, 28, next_free)
-            elif used < MAX_SLOTS:
-                index, generation = used, 0
-                U32.pack_into(self.mem, 24, used + 1)
-            else:
-                self.release(offset, cls)
-                raise OSError(errno.ENOMEM, f"the shared arena holds {MAX_SLOTS} blobs, its most")
-            generation = (generation + 1) & 0xFFFFFFFF or 1  # odd: alive
-            self.mem[offset:offset + len(data)] = data
-            SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
-            return generation << 32 | (index + 1)
+        with self:
+            return self.store(data)
 
     def get(self, blob: int) -> bytes | None:
-        with self.locked():
-            found = self.slot_of(blob)
-            if found is None:
-                return None
-            length, offset = found[3], found[4]
-            return self.mem[offset:offset + length]
+        with self:
+            return self.read(blob)
 
     def replace(self, blob: int, data: bytes) -> bool:
         """Give `blob` new bytes (same id); False if it is not alive."""
-        with self.locked():
-            found = self.slot_of(blob)
-            if found is None:
-                return False
-            index, generation, cls, _, offset = found
-            if size_class(len(data)) != cls:
-                new_offset, new_cls = self.alloc(len(data))
-                self.release(offset, cls)
-                offset, cls = new_offset, new_cls
-            self.mem[offset:offset + len(data)] = data
-            SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
-            return True
+        with self:
+            return self.rewrite(blob, data)
 
     def free(self, blob: int) -> bool:
-        with self.locked():
-            found = self.slot_of(blob)
-            if found is None:
-                return False
-            index, generation, cls, _, offset = found
+        with self:
+            return self.drop(blob)
+
+    # the same with the lock held (Records calls these)
+    def store(self, data: bytes) -> int:
+        offset, cls = self.alloc(len(data))
+        used, free = SLOTS_HEAD.unpack_from(self.mem, 24)
+        if free:
+            index = free - 1
+            generation, _, _, next_free = SLOT.unpack_from(self.mem, SLOTS_AT + SLOT.size * index)
+            U32.pack_into(self.mem, 28, next_free)
+        elif used < MAX_SLOTS:
+            index, generation = used, 0
+            U32.pack_into(self.mem, 24, used + 1)
+        else:
             self.release(offset, cls)
-            free = U32.unpack_from(self.mem, 28)[0]
-            SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation + 1, 0, 0, free)  # even: free
-            U32.pack_into(self.mem, 28, index + 1)
-            return True
+            raise OSError(errno.ENOMEM, f"the shared arena holds {MAX_SLOTS} blobs, its most")
+        generation = (generation + 1) & 0xFFFFFFFF or 1  # odd: alive
+        self.mem[offset:offset + len(data)] = data
+        SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
+        return generation << 32 | (index + 1)
+
+    def read(self, blob: int) -> bytes | None:
+        found = self.slot_of(blob)
+        if found is None:
+            return None
+        return self.mem[found[4]:found[4] + found[3]]
+
+    def rewrite(self, blob: int, data: bytes) -> bool:
+        found = self.slot_of(blob)
+        if found is None:
+            return False
+        index, generation, cls, _, offset = found
+        if size_class(len(data)) != cls:
+            new_offset, new_cls = self.alloc(len(data))
+            self.release(offset, cls)
+            offset, cls = new_offset, new_cls
+        self.mem[offset:offset + len(data)] = data
+        SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
+        return True
+
+    def drop(self, blob: int) -> bool:
+        found = self.slot_of(blob)
+        if found is None:
+            return False
+        index, generation, cls, _, offset = found
+        self.release(offset, cls)
+        free = U32.unpack_from(self.mem, 28)[0]
+        # an even generation: free; the next put of this slot makes a new odd one
+        SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, (generation + 1) & 0xFFFFFFFF, 0, 0, free)
+        U32.pack_into(self.mem, 28, index + 1)
+        return True
 
     # -- keyed records ------------------------------------------------------------
     def records(self, name: str, capacity: int, evict: bool = True) -> Records:
@@ -304,31 +324,50 @@ class Records:
     def bucket_at(self, key_hash: int) -> int:
         return self.at + TABLE.size + 4 * (key_hash % self.buckets)
 
-    def find(self, key: bytes, key_hash: int) -> tuple[int, list, bytes] | None:
-        """(index, entry, stored blob) of `key`. Lock held."""
+    def find(self, key: bytes, key_hash: int) -> tuple[int, list, int, int] | None:
+        """(index, entry, offset, length) of `key`'s stored blob. Lock held."""
         index = U32.unpack_from(self.mem, self.bucket_at(key_hash))[0] - 1
+        size = len(key)
         while index >= 0:
             fields = self.entry(index)
             if fields[3] == key_hash:
-                stored = self.arena.get(fields[4])
-                if stored is not None and stored[4:4 + len(key)] == key and KEY_LEN.unpack_from(stored)[0] == len(key):
-                    return index, fields, stored
+                found = self.arena.slot_of(fields[4])
+                if found is not None:
+                    offset, length = found[4], found[3]
+                    if U32.unpack_from(self.mem, offset)[0] == size and self.mem[offset + 4:offset + 4 + size] == key:
+                        return index, fields, offset, length
             index = fields[0] - 1
         return None
 
     def get(self, key: bytes) -> bytes | None:
-        with self.arena.locked():
+        with self.arena:
             found = self.find(key, zlib.crc32(key))
-            return None if found is None else found[2][4 + len(key):]
+            if found is None:
+                return None
+            return self.mem[found[2] + 4 + len(key):found[2] + found[3]]
+
+    def has(self, key: bytes) -> bool:
+        with self.arena:
+            return self.find(key, zlib.crc32(key)) is not None
+
+    def pop(self, key: bytes) -> bytes | None:
+        """Remove `key`; its value, or None if there was none."""
+        with self.arena:
+            found = self.find(key, zlib.crc32(key))
+            if found is None:
+                return None
+            value = self.mem[found[2] + 4 + len(key):found[2] + found[3]]
+            self.remove(found[0])
+            return value
 
     def put(self, key: bytes, value: bytes) -> None:
         """Insert or replace; a replaced record keeps its place in the order."""
         key_hash = zlib.crc32(key)
         stored = KEY_LEN.pack(len(key)) + key + value
-        with self.arena.locked():
+        with self.arena:
             found = self.find(key, key_hash)
             if found is not None:
-                self.arena.replace(found[1][4], stored)
+                self.arena.rewrite(found[1][4], stored)
                 return
             count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
             if count >= self.capacity:
@@ -337,7 +376,7 @@ class Records:
                                                 f"its most")
                 self.remove(oldest - 1)
                 count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
-            blob = self.arena.put(stored)
+            blob = self.arena.store(stored)
             if free:
                 index = free - 1
                 free = self.entry(index)[0]
@@ -359,12 +398,7 @@ class Records:
         self.set_entry(index, fields)
 
     def delete(self, key: bytes) -> bool:
-        with self.arena.locked():
-            found = self.find(key, zlib.crc32(key))
-            if found is None:
-                return False
-            self.remove(found[0])
-            return True
+        return self.pop(key) is not None
 
     def remove(self, index: int) -> None:
         """Unlink entry `index` from its chain and the order, free its blob. Lock held."""
@@ -390,22 +424,22 @@ class Records:
             self.link(newer - 1, older=older)
         else:
             newest = older
-        self.arena.free(blob)
+        self.arena.drop(blob)
         self.set_entry(index, (free, 0, 0, 0, 0))
         TABLE.pack_into(self.mem, self.at, count - 1, used, index + 1, oldest, newest, self.buckets)
 
     def __len__(self) -> int:
-        with self.arena.locked():
+        with self.arena:
             return TABLE.unpack_from(self.mem, self.at)[0]
 
     def items(self) -> list[tuple[bytes, bytes]]:
         """Every (key, value), oldest first, as one consistent copy."""
         out = []
-        with self.arena.locked():
+        with self.arena:
             index = TABLE.unpack_from(self.mem, self.at)[3] - 1
             while index >= 0:
                 fields = self.entry(index)
-                stored = self.arena.get(fields[4])
+                stored = self.arena.read(fields[4])
                 length = KEY_LEN.unpack_from(stored)[0]
                 out.append((stored[4:4 + length], stored[4 + length:]))
                 index = fields[2] - 1
