@@ -284,12 +284,7 @@ class SharedState(StateFormat):
         return handle
 
     def mark_read(self, fh: int) -> None:
-        with self.arena.locked():
-            value = self.files.get(fh_key(fh))
-            if value is not None:
-                read_once, owner, meta, content = decode_file(value)
-                if not read_once:
-                    self.files.put(fh_key(fh), encode_file(True, owner, meta, content))
+        self.files.patch(fh_key(fh), 0, b"\x01")  # FILE's first field: read once
         cached = self.cache.get(fh)
         if cached is not None:
             cached[1].read_once = True

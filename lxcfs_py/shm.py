@@ -108,7 +108,8 @@ class Arena:
     def after_fork(self) -> None:
         self.thread_lock = threading.RLock()  # another thread may have held it at the fork
         self.depth = 0
-        self.own_lock_fd()
+        if self.fd >= 0:  # not closed
+            self.own_lock_fd()
 
     def close(self) -> None:
         """Detach this process (the other processes keep the arena)."""
@@ -346,6 +347,18 @@ class Records:
                 return None
             return self.mem[found[2] + 4 + len(key):found[2] + found[3]]
 
+    def patch(self, key: bytes, at: int, data: bytes) -> bool:
+        """Overwrite bytes `at` of `key`'s value in place (within its length); False if there is no `key`."""
+        with self.arena:
+            found = self.find(key, zlib.crc32(key))
+            if found is None:
+                return False
+            start = found[2] + 4 + len(key) + at
+            if at < 0 or start + len(data) > found[2] + found[3]:
+                raise ValueError(f"{len(data)} bytes at {at} are outside the value of {key!r}")
+            self.mem[start:start + len(data)] = data
+            return True
+
     def has(self, key: bytes) -> bool:
         with self.arena:
             return self.find(key, zlib.crc32(key)) is not None
@@ -450,8 +463,12 @@ class Records:
 
 
 def reset_after_fork() -> None:
+    """In a forked child, each arena gets a lock of its own: one left out would not exclude the parent."""
     for arena in list(ARENAS):
-        arena.after_fork()
+        try:
+            arena.after_fork()
+        except OSError:  # no fd left for it: mark it unusable rather than sharing the parent's lock
+            arena.lock_fd = -1
 
 
 os.register_at_fork(after_in_child=reset_after_fork)

@@ -19,13 +19,15 @@ def in_child(work):
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(read_end)
         try:
-            data = pickle.dumps(("ok", work()))
-        except BaseException as err:  # noqa: BLE001 - reported to the parent
-            data = pickle.dumps(("failed", repr(err)))
-        os.write(write_end, data)
-        os._exit(0)
+            os.close(read_end)
+            try:
+                data = pickle.dumps(("ok", work()))
+            except BaseException as err:  # noqa: BLE001 - reported to the parent
+                data = pickle.dumps(("failed", repr(err)))
+            os.write(write_end, data)
+        finally:
+            os._exit(0)  # never back into pytest
     os.close(write_end)
     with os.fdopen(read_end, "rb") as pipe:
         data = pipe.read()
@@ -83,6 +85,9 @@ def test_a_full_arena_is_enomem_with_a_clear_message():
 
 def test_the_lock_excludes_other_processes_and_threads(arena):
     counter = arena.put((0).to_bytes(8, "little"))
+    closed = [Arena.create(SMALL) for _ in range(4)]  # arenas closed before a fork must not spoil it
+    for other in closed:
+        other.close()
 
     def add(times: int) -> None:
         for _ in range(times):
@@ -102,12 +107,14 @@ def test_the_lock_excludes_other_processes_and_threads(arena):
     for _ in range(3):
         pid = os.fork()
         if pid == 0:
-            threads_adding()
-            os._exit(0)
+            try:
+                threads_adding()
+            finally:
+                os._exit(0)
         pids.append(pid)
     threads_adding()
     for pid in pids:
-        assert os.waitpid(pid, 0)[1] == 0
+        os.waitpid(pid, 0)
     assert int.from_bytes(arena.get(counter), "little") == 4 * 3 * 200
 
 
@@ -161,3 +168,14 @@ def test_many_colliding_records_are_found_and_removed(arena):
         assert table.delete(key)
     assert [table.get(key) for key in keys] == [None if n % 2 == 0 else key * 2 for n, key in enumerate(keys)]
     assert list(table) == keys[1::2]
+
+
+def test_a_patch_changes_bytes_of_one_value_in_place_and_nothing_past_it(arena):
+    table = arena.records("files", 4, evict=False)
+    table.put(b"fh1", b"\x00snapshot")
+    table.put(b"fh2", b"\x00other")
+    assert in_child(lambda: table.patch(b"fh1", 0, b"\x01"))
+    assert table.get(b"fh1") == b"\x01snapshot" and table.get(b"fh2") == b"\x00other"
+    assert not table.patch(b"fh3", 0, b"\x01")
+    with pytest.raises(ValueError):
+        table.patch(b"fh2", 5, b"xx")
