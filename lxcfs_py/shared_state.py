@@ -304,7 +304,7 @@ class SharedState(StateFormat):
             value = self.files.pop(fh_key(fh))
             if value is None:
                 return False
-            _, owner, _, content = decode_file(value)
+            owner, content = decode_file(value)[1::2]
             self.charge(owner, -1, -len(content))
             return True
 

@@ -91,7 +91,7 @@ class Arena:
         """The arena another process created, from the fd it passed down."""
         size = os.fstat(fd).st_size
         arena = cls(fd, size)
-        magic, recorded, *_ = HEADER.unpack_from(arena.mem, 0)
+        magic, recorded = HEADER.unpack_from(arena.mem, 0)[:2]
         if magic != MAGIC or recorded != size:
             arena.mem.close()
             os.close(arena.lock_fd)
@@ -229,7 +229,7 @@ class Arena:
         used, free = SLOTS_HEAD.unpack_from(self.mem, 24)
         if free:
             index = free - 1
-            generation, _, _, next_free = SLOT.unpack_from(self.mem, SLOTS_AT + SLOT.size * index)
+            generation, next_free = SLOT.unpack_from(self.mem, SLOTS_AT + SLOT.size * index)[::3]
             U32.pack_into(self.mem, 28, next_free)
         elif used < MAX_SLOTS:
             index, generation = used, 0
@@ -252,7 +252,7 @@ class Arena:
         found = self.slot_of(blob)
         if found is None:
             return False
-        index, generation, cls, _, offset = found
+        index, generation, cls, offset = found[0], found[1], found[2], found[4]
         if size_class(len(data)) != cls:
             new_offset, new_cls = self.alloc(len(data))
             self.release(offset, cls)
@@ -265,7 +265,7 @@ class Arena:
         found = self.slot_of(blob)
         if found is None:
             return False
-        index, generation, cls, _, offset = found
+        index, generation, cls, offset = found[0], found[1], found[2], found[4]
         self.release(offset, cls)
         free = U32.unpack_from(self.mem, 28)[0]
         # an even generation: free; the next put of this slot makes a new odd one
@@ -382,13 +382,13 @@ class Records:
             if found is not None:
                 self.arena.rewrite(found[1][4], stored)
                 return
-            count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
+            count, used, free, oldest, newest = TABLE.unpack_from(self.mem, self.at)[:5]
             if count >= self.capacity:
                 if not self.evict:
                     raise OSError(errno.ENOMEM, f"the shared table {self.name!r} holds {self.capacity} records, "
                                                 f"its most")
                 self.remove(oldest - 1)
-                count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
+                count, used, free, oldest, newest = TABLE.unpack_from(self.mem, self.at)[:5]
             blob = self.arena.store(stored)
             if free:
                 index = free - 1
@@ -428,7 +428,7 @@ class Records:
                     self.set_entry(at, fields)
                     break
                 at = fields[0] - 1
-        count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
+        count, used, free, oldest, newest = TABLE.unpack_from(self.mem, self.at)[:5]
         if older:
             self.link(older - 1, newer=newer)
         else:
@@ -459,7 +459,7 @@ class Records:
         return out
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter([key for key, _ in self.items()])
+        return iter([pair[0] for pair in self.items()])
 
 
 def reset_after_fork() -> None:
