@@ -25,6 +25,7 @@ import threading
 import weakref
 import zlib
 from collections.abc import Iterator
+from typing import Callable
 
 DEFAULT_SIZE = 256 << 20
 MAGIC = 0x6C786366732D7368  # "lxcfs-sh"
@@ -33,7 +34,7 @@ MIN_SHIFT = 6  # the smallest size class: 64 bytes
 CLASSES = 40
 MAX_SLOTS = 1 << 20  # blobs alive at once
 WORDS = 16  # small integers the users of the arena keep here (SharedState's epoch, ...)
-MAX_TABLES = 8
+MAX_TABLES = 16  # tables and regions
 RELEASE_FROM = 16 * PAGE  # a freed chunk this large gives its pages back to the kernel
 
 # header: magic, size, bump, slots used, free slot head, then the free lists, words and tables
@@ -65,6 +66,9 @@ class Arena:
     def __init__(self, fd: int, size: int):
         self.fd = -1  # until mapped: nothing to close
         self.mem = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        # the arena as aligned 64-bit words: one word is read or written in one access, so a reader
+        # without the lock sees its old or its new value, never a mix (see shared_files.py)
+        self.words = memoryview(self.mem).cast("Q")
         self.fd = fd
         self.size = size
         self.thread_lock = threading.RLock()
@@ -93,6 +97,7 @@ class Arena:
         arena = cls(fd, size)
         magic, recorded = HEADER.unpack_from(arena.mem, 0)[:2]
         if magic != MAGIC or recorded != size:
+            arena.words.release()
             arena.mem.close()
             os.close(arena.lock_fd)
             arena.fd = -1  # the caller's fd: not ours to close
@@ -114,6 +119,7 @@ class Arena:
     def close(self) -> None:
         """Detach this process (the other processes keep the arena)."""
         if self.fd >= 0:
+            self.words.release()
             self.mem.close()
             os.close(self.lock_fd)
             os.close(self.fd)
@@ -277,24 +283,29 @@ class Arena:
     def records(self, name: str, capacity: int, evict: bool = True) -> Records:
         """The table `name` (made on first use, by whichever process comes first)."""
         table = self.tables.get(name)
-        if table is not None:
-            return table
+        if table is None:
+            offset, made_capacity = self.named(name, capacity, lambda count: Records.make(self, count))
+            table = self.tables[name] = Records(self, name, offset, made_capacity, evict)
+        return table
+
+    def region(self, name: str, length: int) -> int:
+        """The offset of `length` page-aligned zeroed bytes named `name`, made on first use; never freed."""
+        return self.named(name, length, self.reserve)[0]
+
+    def named(self, name: str, size: int, make: Callable[[int], int]) -> tuple[int, int]:
+        """(offset, size) of what is registered as `name`; made by `make` if nobody made it yet."""
         encoded = name.encode()
         with self.locked():
             for index in range(MAX_TABLES):
                 at = TABLES_AT + TABLE_DIR.size * index
-                found, offset, made_capacity = TABLE_DIR.unpack_from(self.mem, at)
+                found, offset, made_size = TABLE_DIR.unpack_from(self.mem, at)
                 if found.rstrip(b"\0") == encoded:
-                    break
+                    return offset, made_size
                 if not offset:
-                    made_capacity = capacity
-                    offset = Records.make(self, capacity)
-                    TABLE_DIR.pack_into(self.mem, at, encoded, offset, capacity)
-                    break
-            else:
-                raise ValueError(f"the shared arena has room for {MAX_TABLES} tables")
-        table = self.tables[name] = Records(self, name, offset, made_capacity, evict)
-        return table
+                    offset = make(size)
+                    TABLE_DIR.pack_into(self.mem, at, encoded, offset, size)
+                    return offset, size
+        raise ValueError(f"the shared arena has room for {MAX_TABLES} tables")
 
 
 class Records:
