@@ -281,9 +281,13 @@ class SharedState(StateFormat):
         handle.read_once = self.slots.read_once(slot, mark_read)
         return handle
 
-    def reading(self, fh: int) -> Handle | None:
-        """file() and mark_read() in one: the handle's read_once says whether this is a rewind."""
-        return self.file(fh, mark_read=True)
+    def reading(self, fh: int) -> tuple[Handle | None, bool]:
+        """file() and mark_read() in one: (the handle, whether it was read before: a read at 0 is a rewind)."""
+        handle = self.file(fh, mark_read=True)
+        if handle is None:
+            return None, False
+        read_before, handle.read_once = handle.read_once, True
+        return handle, read_before
 
     def fetch(self, fh: int, cached: list | None) -> list | None:
         """The file's current snapshot, copied here; the Handle rebuilt if this process has none."""
