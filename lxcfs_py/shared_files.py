@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import struct
 
-from lxcfs_py.shm import Arena, Records
+from lxcfs_py.shm import Arena
 from lxcfs_py.state_format import COUNTER_BITS, COUNTER_MASK
 
 SLOTS = 1 << 18  # open files of all containers together (each container: state.MAX_HANDLES)
@@ -87,7 +87,7 @@ class FileSlots:
     def new(self, taken) -> tuple[int, int]:
         """(slot, fh) for a new file; `taken(fh)`: whether a listing has that number."""
         epoch, counter = self.words[self.word["epoch"]], self.words[self.word["counter"]]
-        for _ in range(2 * SLOTS):
+        for attempts in range(2 * SLOTS):
             counter = (counter + 1) & COUNTER_MASK
             if not counter:
                 self.words[self.word["wrapped"]] = 1  # from now on a number may still be in use
@@ -162,7 +162,7 @@ class OwnerSlots:
         return slot
 
     def new_slot(self) -> int:
-        for _ in range(2):
+        for attempts in range(2):
             free = self.words[self.word["owners_free"]]
             if free:
                 self.words[self.word["owners_free"]] = self.words[self.first_word + 3 * (free - 1) + 1]

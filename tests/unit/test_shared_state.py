@@ -172,3 +172,81 @@ def test_a_handover_between_the_stores_keeps_everything(fake, first, then):
     new.state.load(old.state.export(), new.revive)
     assert json.loads(new.state.export()) == json.loads(old.state.export())
     assert new.state.held() == old.state.held()
+
+
+def test_a_stale_or_forged_number_never_reaches_another_open_file(fake):
+    from lxcfs_py.shared_files import SLOTS
+    main = SharedState.create(epoch=7)
+    first = worker(fake, main)
+    gone = open_file(first, "proc/meminfo")
+    run(first.release, gone)
+    mine = open_file(first, "proc/meminfo", OTHER)  # the next number, the next slot
+    theirs = open_file(first, "proc/cpuinfo")
+    # the slot `mine` or `theirs` sits in, reached by another counter or another epoch
+    forged = [gone, mine + SLOTS, theirs - SLOTS, (8 << 32) | (mine & 0xFFFFFFFF), (6 << 32) | (theirs & 0xFFFFFFFF),
+              mine ^ (1 << 63), 0, theirs | 0xFFFFFFFF]
+
+    def other_worker():
+        ops = attached(fake, main)
+        seen = [ops.state.file(fh) for fh in forged] + [ops.state.reading(fh)[0] for fh in forged]
+        errors = [fuse_errno(ops.read, fh, 0, 10) for fh in forged] + [fuse_errno(ops.release, fh) for fh in forged]
+        return seen, errors, run(ops.read, theirs, 0, 1 << 20)
+
+    seen, errors, content = in_child(other_worker)
+    assert seen == [None] * 2 * len(forged)
+    assert errors == [errno.EBADF] * 2 * len(forged)
+    assert content == first.state.file(theirs).content  # the real numbers still reach their files
+    assert [first.state.file(fh) for fh in forged] == [None] * len(forged)
+    assert sorted(handles for handles, _ in main.held().values()) == [1, 1]  # nothing released by a forged one
+
+
+def test_a_file_released_at_one_worker_is_gone_at_the_one_that_holds_its_snapshot(fake_rw):
+    main = SharedState.create()
+    first = worker(fake_rw, main)
+    fh = open_file(first, "proc/meminfo")
+    assert run(first.read, fh, 0, 10)  # this worker now holds its snapshot
+    in_child(lambda: run(attached(fake_rw, main).release, fh))
+    assert first.state.file(fh) is None and first.state.reading(fh) == (None, False)
+    again = open_file(first, "proc/meminfo")  # may take the slot again: under its own number
+    assert again != fh and first.state.file(fh) is None and first.state.file(again) is not None
+
+
+def test_a_read_at_another_worker_sees_a_rewind_elsewhere_and_a_rewind_is_told(fake_rw):
+    main = SharedState.create()
+    first = worker(fake_rw, main)
+    fh = open_file(first, "proc/meminfo")
+    assert first.state.reading(fh)[1] is False  # the first read
+    assert first.state.reading(fh)[1] is True  # then a read at 0 is a rewind
+    old = run(first.read, fh, 0, 1 << 20)
+    set_memory_limit(fake_rw, "/docker/abc", 256 * trees.MiB)
+    assert in_child(lambda: memtotal(run(attached(fake_rw, main).read, fh, 0, 1 << 20))) == \
+        b"MemTotal:         262144 kB"
+    assert memtotal(old) == b"MemTotal:         524288 kB"
+    assert memtotal(first.state.file(fh).content) == b"MemTotal:         262144 kB"  # the other's rewind, here
+
+
+def test_inherited_numbers_that_share_a_slot_are_all_kept(fake):
+    from lxcfs_py.shared_files import SLOTS
+    old = same_operations(fake, DaemonState(epoch=7))
+    saved = json.loads(old.state.export())
+    first = saved["handles"][0]
+    # the same slot under other numbers: an older epoch's handle, and one past a wrap
+    saved["handles"] += [dict(first, fh=(5 << 32) | (first["fh"] & 0xFFFFFFFF)), dict(first, fh=first["fh"] + SLOTS)]
+    main = SharedState.create()
+    new = worker(fake, main)
+    new.state.load(json.dumps(saved).encode(), new.revive)
+    numbers = [handle["fh"] for handle in saved["handles"]]
+
+    def other_worker():
+        ops = attached(fake, main)
+        contents = [ops.state.file(fh).content for fh in numbers]  # a read at 0 of a read one re-renders
+        for fh in numbers[-2:]:
+            run(ops.release, fh)
+        return contents
+
+    import base64
+    assert in_child(other_worker) == [base64.b64decode(handle["content"]) for handle in saved["handles"]]
+    assert [new.state.file(fh) is not None for fh in numbers] == [True] * (len(numbers) - 2) + [False, False]
+    fresh = [open_file(new, "proc/meminfo") for _ in range(3)]  # new numbers go around the inherited ones
+    assert len(set(fresh) | set(numbers)) == len(fresh) + len(numbers)
+    assert json.loads(new.state.export())["handles"][:len(numbers) - 2] == saved["handles"][:-2]
