@@ -28,7 +28,7 @@ from lxcfs_py.shm import Arena
 from lxcfs_py.state_format import COUNTER_BITS, COUNTER_MASK
 
 SLOTS = 1 << 18  # open files of all containers together (each container: state.MAX_HANDLES)
-FILE_SLOT = struct.Struct("<QQII")  # fh (0: free), snapshot blob, container slot, read once
+FILE_SLOT = struct.Struct("<QQIIQ")  # fh (0: free), snapshot blob, container slot, read once, content bytes
 WORDS_PER_SLOT = FILE_SLOT.size // 8
 READ_ONCE_AT = 20  # byte of FILE_SLOT
 SNAPSHOT = struct.Struct("<I")  # metadata length; then metadata, content
@@ -69,7 +69,7 @@ class FileSlots:
     def find(self, fh: int) -> int:
         """The slot of the file numbered `fh`, or -1. The lock is taken only for an inherited number."""
         slot = fh & (SLOTS - 1)
-        if self.fh_at(slot) == fh and fh:
+        if self.words[self.first_word + WORDS_PER_SLOT * slot] == fh and fh:
             return slot
         if not self.words[self.word["inherited"]]:
             return -1
@@ -78,11 +78,15 @@ class FileSlots:
             slot = U32.unpack(found)[0] if found is not None else -1
             return slot if slot >= 0 and self.fh_at(slot) == fh else -1
 
-    def put(self, slot: int, fh: int, blob: int, owner: int, read_once: bool) -> None:
-        FILE_SLOT.pack_into(self.mem, self.at + FILE_SLOT.size * slot, fh, blob, owner, read_once)
+    def content_size(self, slot: int) -> int:
+        return self.words[self.first_word + WORDS_PER_SLOT * slot + 3]
 
-    def set_blob(self, slot: int, blob: int) -> None:
-        self.words[self.first_word + WORDS_PER_SLOT * slot + 1] = blob
+    def put(self, slot: int, fh: int, blob: int, owner: int, read_once: bool, size: int) -> None:
+        FILE_SLOT.pack_into(self.mem, self.at + FILE_SLOT.size * slot, fh, blob, owner, read_once, size)
+
+    def set_blob(self, slot: int, blob: int, size: int) -> None:
+        at = self.first_word + WORDS_PER_SLOT * slot
+        self.words[at + 1], self.words[at + 3] = blob, size
 
     def new(self, taken) -> tuple[int, int]:
         """(slot, fh) for a new file; `taken(fh)`: whether a listing has that number."""
@@ -114,7 +118,7 @@ class FileSlots:
         raise OSError(errno.ENOMEM, f"the daemon holds {SLOTS} open files, its most: close some")
 
     def clear(self, slot: int, fh: int) -> None:
-        self.put(slot, 0, 0, 0, False)
+        self.put(slot, 0, 0, 0, False, 0)
         if slot != fh & (SLOTS - 1) and self.side.delete(fh.to_bytes(8, "little")):
             self.words[self.word["inherited"]] = len(self.side)
 

@@ -24,7 +24,7 @@ from typing import Callable
 from lxcfs_py.files.counters import MAX_CONTAINERS, raised
 from lxcfs_py.files.cpuview import MAX_VIEWS, CpuView, Usage
 from lxcfs_py.sampler import MAX_TRACKED, Load
-from lxcfs_py.shared_files import SNAPSHOT, U32, FileSlots, OwnerSlots
+from lxcfs_py.shared_files import SNAPSHOT, WORDS_PER_SLOT, FileSlots, OwnerSlots
 from lxcfs_py.shm import DEFAULT_SIZE, WORDS_AT, Arena, Records
 from lxcfs_py.state import (MAX_HANDLES, MAX_SNAPSHOT_BYTES, ROOT_INODE, Handle, Owner, new_epoch, over_bytes,
                             over_handles)
@@ -256,7 +256,7 @@ class SharedState(StateFormat):
             except OSError:
                 self.charge(owner, -1, -len(content))
                 raise
-            self.slots.put(slot, fh, blob, owner, False)
+            self.slots.put(slot, fh, blob, owner, False, len(content))
         handle.content, handle.read_once = content, False
         self.remember(fh, [handle, blob, meta])
         return fh
@@ -266,27 +266,28 @@ class SharedState(StateFormat):
             self.cache.pop(next(iter(self.cache)))
         self.cache[fh] = cached
 
-    def file(self, fh: int, mark_read: bool = False) -> Handle | None:
-        """The open file numbered `fh`; `mark_read`: its reader has read it (the handle says whether it had)."""
-        slot = self.slots.find(fh)
+    def file(self, fh: int) -> Handle | None:
+        return self.reading(fh, mark=False)[0]
+
+    def reading(self, fh: int, mark: bool = True) -> tuple[Handle | None, bool]:
+        """file() and mark_read() in one: (the handle, whether it was read before: a read at 0 is a rewind).
+
+        The hot path of every read: without the lock when this process holds the file's current snapshot.
+        """
+        slots = self.slots
+        slot = slots.find(fh)
         if slot < 0:
             self.cache.pop(fh, None)  # released at another worker
-            return None
+            return None, False
         cached = self.cache.get(fh)
-        if cached is None or cached[1] != self.slots.blob_at(slot):
+        if cached is None or cached[1] != slots.words[slots.first_word + WORDS_PER_SLOT * slot + 1]:
             cached = self.fetch(fh, cached)
             if cached is None:
-                return None
+                return None, False
         handle = cached[0]
-        handle.read_once = self.slots.read_once(slot, mark_read)
-        return handle
-
-    def reading(self, fh: int) -> tuple[Handle | None, bool]:
-        """file() and mark_read() in one: (the handle, whether it was read before: a read at 0 is a rewind)."""
-        handle = self.file(fh, mark_read=True)
-        if handle is None:
-            return None, False
-        read_before, handle.read_once = handle.read_once, True
+        handle.read_once = read_before = slots.read_once(slot, mark)
+        if mark:
+            handle.read_once = True
         return handle, read_before
 
     def fetch(self, fh: int, cached: list | None) -> list | None:
@@ -329,7 +330,7 @@ class SharedState(StateFormat):
                 head = SNAPSHOT.size + SNAPSHOT.unpack_from(value)[0]
                 self.charge(self.slots.owner_at(slot), 0, len(content) - (len(value) - head))
                 blob = self.arena.store(value[:head] + content)
-                self.slots.set_blob(slot, blob)
+                self.slots.set_blob(slot, blob, len(content))
                 self.arena.drop(old)
                 self.remember(fh, [handle, blob, value[SNAPSHOT.size:head]])
         handle.content = content
@@ -341,9 +342,7 @@ class SharedState(StateFormat):
             if slot < 0:
                 return False
             blob = self.slots.blob_at(slot)
-            found = self.arena.slot_of(blob)
-            content_len = found[3] - SNAPSHOT.size - U32.unpack_from(self.arena.mem, found[4])[0]
-            self.charge(self.slots.owner_at(slot), -1, -content_len, check=False)
+            self.charge(self.slots.owner_at(slot), -1, -self.slots.content_size(slot), check=False)
             self.arena.drop(blob)
             self.slots.clear(slot, fh)
             return True
@@ -416,7 +415,7 @@ class SharedState(StateFormat):
             self.charge(owner, 1, len(content), check=False)  # already held: counted, not refused
             slot = self.slots.adopt(fh)
             blob = self.arena.store(SNAPSHOT.pack(len(meta)) + meta + content)
-            self.slots.put(slot, fh, blob, owner, read_once)
+            self.slots.put(slot, fh, blob, owner, read_once, len(content))
         handle.content, handle.read_once = content, read_once
         self.remember(fh, [handle, blob, meta])
 
