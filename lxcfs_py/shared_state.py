@@ -8,6 +8,9 @@ floors and the loadavg samples live in a shared arena. Handles (a render
 function and its Request) cannot be shared: each process rebuilds one from
 the stored metadata with `revive` and keeps it by handle number.
 
+Open files and budgets are fixed tables (shared_files.py): one lock per open
+and per release, none for a read in the process that holds the snapshot.
+
 The main process: `SharedState.create()`, then passes `.fd` to its workers
 (inheritable); a worker: `SharedState.attach(fd)`.
 """
@@ -35,7 +38,6 @@ MAX_CACHED = 8192  # Handles rebuilt in this process
 WORD_NAMES = ("epoch", "counter", "limit_handles", "limit_bytes", "wrapped", "inherited", "owners_used",
               "owners_free")  # the arena's words
 EPOCH, COUNTER, LIMIT_HANDLES, LIMIT_BYTES = range(4)
-HELD = struct.Struct("<qq")  # handles, bytes
 LOAD = struct.Struct("<6q")
 
 
