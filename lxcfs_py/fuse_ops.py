@@ -294,14 +294,12 @@ class LxcfsOperations(pyfuse3.Operations):
 
     @_guarded
     async def read(self, fh, off, size):
-        handle = self.state.file(fh)
+        handle, read_before = self.state.reading(fh)
         if handle is None:
             raise pyfuse3.FUSEError(errno.EBADF)
-        if off == 0 and handle.read_once:
+        if off == 0 and read_before:
             # a reader that rewinds (top, free -s) wants fresh numbers, as with /proc
             self.state.refresh(fh, handle, await self.content(handle, fresh=True))
-        elif not handle.read_once:
-            self.state.mark_read(fh)
         return handle.content[off : off + size]
 
     @_guarded

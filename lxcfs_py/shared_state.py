@@ -8,6 +8,9 @@ floors and the loadavg samples live in a shared arena. Handles (a render
 function and its Request) cannot be shared: each process rebuilds one from
 the stored metadata with `revive` and keeps it by handle number.
 
+Open files and budgets are fixed tables (shared_files.py): one lock per open
+and per release, none for a read in the process that holds the snapshot.
+
 The main process: `SharedState.create()`, then passes `.fd` to its workers
 (inheritable); a worker: `SharedState.attach(fd)`.
 """
@@ -24,38 +27,23 @@ from typing import Callable
 from lxcfs_py.files.counters import MAX_CONTAINERS, raised
 from lxcfs_py.files.cpuview import MAX_VIEWS, CpuView, Usage
 from lxcfs_py.sampler import MAX_TRACKED, Load
-from lxcfs_py.shm import DEFAULT_SIZE, Arena, Records
+from lxcfs_py.shared_files import SNAPSHOT, WORDS_PER_SLOT, FileSlots, OwnerSlots
+from lxcfs_py.shm import DEFAULT_SIZE, WORDS_AT, Arena, Records
 from lxcfs_py.state import (MAX_HANDLES, MAX_SNAPSHOT_BYTES, ROOT_INODE, Handle, Owner, new_epoch, over_bytes,
                             over_handles)
-from lxcfs_py.state_format import COUNTER_BITS, COUNTER_MASK, StateFormat, owner_from_json, saved_file
+from lxcfs_py.state_format import StateFormat, owner_from_json, saved_file
 
-MAX_OPEN = 1 << 18  # open files of all containers together (each container: MAX_HANDLES)
 MAX_LISTINGS = 1 << 16
-MAX_OWNERS = 1 << 16
 MAX_CACHED = 8192  # Handles rebuilt in this process
-EPOCH, COUNTER, LIMIT_HANDLES, LIMIT_BYTES, HOST_VALUES = range(5)  # the arena's words
-FILE = struct.Struct("<BII")  # read once, owner length, metadata length; then owner, metadata, content
-HELD = struct.Struct("<qq")  # handles, bytes
+WORD_NAMES = ("epoch", "counter", "limit_handles", "limit_bytes", "wrapped", "inherited", "owners_used",
+              "owners_free", "host_values")  # the arena's words
+EPOCH, COUNTER, LIMIT_HANDLES, LIMIT_BYTES = range(4)
+HOST_VALUES = WORD_NAMES.index("host_values")
 LOAD = struct.Struct("<6q")
 
 
 def fh_key(fh: int) -> bytes:
     return fh.to_bytes(8, "little")
-
-
-def owner_key(owner: Owner) -> bytes:
-    return json.dumps(owner).encode()
-
-
-def encode_file(read_once: bool, owner: bytes, meta: bytes, content: bytes) -> bytes:
-    return FILE.pack(read_once, len(owner), len(meta)) + owner + meta + content
-
-
-def decode_file(value: bytes) -> tuple[bool, bytes, bytes, bytes]:
-    """(read once, owner key, metadata, content)"""
-    read_once, owner_len, meta_len = FILE.unpack_from(value)
-    meta_at = FILE.size + owner_len
-    return bool(read_once), value[FILE.size:meta_at], value[meta_at:meta_at + meta_len], value[meta_at + meta_len:]
 
 
 def handle_meta(handle: Handle) -> bytes:
@@ -157,15 +145,20 @@ class SharedViews(SharedRecords):
 class SharedState(StateFormat):
     def __init__(self, arena: Arena):
         self.arena = arena
-        self.files = arena.records("files", MAX_OPEN, evict=False)
+        self.word_at = {name: WORDS_AT // 8 + index for index, name in enumerate(WORD_NAMES)}
+        self.slots = FileSlots(arena, self.word_at)
+        self.owners = OwnerSlots(arena, self.word_at)
         self.dirs = arena.records("dirs", MAX_LISTINGS, evict=False)
-        self.owners = arena.records("held", MAX_OWNERS, evict=False)
         self.cpu_views = SharedViews(arena)
         self.floors = SharedFloors(arena)
         self.loads = SharedRecords(arena, "loads", MAX_TRACKED, encode_load, decode_load)
         self.paths: dict[int, str] = {ROOT_INODE: ""}  # per process: each learns what its kernel requests name
-        self.cache: dict[int, tuple[bytes, Handle]] = {}  # fh -> (its metadata, the Handle rebuilt here)
+        self.cache: dict[int, list] = {}  # fh -> [Handle rebuilt here, its snapshot's blob, its metadata]
+        self.keys: dict[Owner, bytes] = {}  # in this process: each container's key
+        self.metas: dict[tuple, bytes] = {}  # in this process: what rebuilds a Handle, by what it is made of
         self.revive: Callable[[dict], Handle | None] | None = None
+        self.max_handles = arena.word(LIMIT_HANDLES)  # set once, by create()
+        self.max_bytes = arena.word(LIMIT_BYTES)
 
     @classmethod
     def create(cls, size: int = DEFAULT_SIZE, epoch: int | None = None, max_handles: int = MAX_HANDLES,
@@ -217,123 +210,166 @@ class SharedState(StateFormat):
 
     # -- handle numbers and the per-container budget (across all workers) --------------
     def new_fh(self) -> int:
-        """Lock held."""
-        epoch, counter = self.arena.word(EPOCH), self.arena.word(COUNTER)
-        while True:
-            counter = (counter + 1) & COUNTER_MASK
-            fh = epoch << COUNTER_BITS | counter
-            if counter and self.files.get(fh_key(fh)) is None and self.dirs.get(fh_key(fh)) is None:
-                self.arena.set_word(COUNTER, counter)
-                return fh
+        """A number for a listing. Lock held."""
+        return self.slots.new(self.has_listing)[1]
+
+    def has_listing(self, fh: int) -> bool:
+        return self.dirs.has(fh_key(fh))
+
+    def key_of(self, owner: Owner) -> bytes:
+        key = self.keys.get(owner)
+        if key is None:
+            if len(self.keys) >= MAX_CACHED:
+                self.keys.clear()
+            key = self.keys[owner] = json.dumps(owner).encode()
+        return key
 
     def admit(self, owner: Owner) -> None:
-        self.admit_key(owner_key(owner), owner)
+        """An early refusal, without the lock: add_file and add_dir check again under it."""
+        if self.owners.handles(self.key_of(owner)) >= self.max_handles:
+            raise over_handles(owner, self.max_handles)
 
-    def admit_key(self, key: bytes, owner: Owner) -> None:
-        limit = self.arena.word(LIMIT_HANDLES)
-        held = self.owners.get(key)
-        if held is not None and HELD.unpack(held)[0] >= limit:
-            raise over_handles(owner, limit)
+    def charge(self, slot: int, handles: int, size: int, check: bool = True) -> None:
+        """Count `handles` and `size` bytes more (or less) to the container in `slot`. Lock held."""
+        count, total = self.owners.held(slot)
+        if check and handles > 0 and count >= self.max_handles:
+            raise over_handles(owner_from_json(json.loads(self.owners.key(slot))), self.max_handles)
+        if check and size > 0 and total + size > self.max_bytes:
+            raise over_bytes(owner_from_json(json.loads(self.owners.key(slot))), self.max_bytes)
+        self.owners.set_held(slot, count + handles, total + size)
 
-    def charge(self, key: bytes, handles: int, size: int, check: bool = True) -> None:
-        """Lock held."""
-        held = self.owners.get(key)
-        count, total = HELD.unpack(held) if held is not None else (0, 0)
-        limit = self.arena.word(LIMIT_BYTES)
-        if check and size > 0 and total + size > limit:
-            raise over_bytes(owner_from_json(json.loads(key)), limit)
-        count, total = count + handles, total + size
-        if count or total:
-            self.owners.put(key, HELD.pack(count, total))
-        else:  # nothing held: forget the container
-            self.owners.delete(key)
+    def charge_key(self, key: bytes, handles: int, size: int, check: bool = True) -> None:
+        self.charge(self.owners.slot(key), handles, size, check)
 
     def held(self) -> dict[Owner, tuple[int, int]]:
-        return {owner_from_json(json.loads(key)): HELD.unpack(value) for key, value in self.owners.items()}
+        with self.arena:
+            return {owner_from_json(json.loads(key)): (handles, size) for key, handles, size in self.owners.all()}
 
     # -- open files -------------------------------------------------------------------
+    def meta_of(self, handle: Handle) -> bytes:
+        """handle_meta, made once per kind of handle in this process (a Request's cgroup is its owner's)."""
+        req = handle.req
+        kind = (handle.path, handle.owner, None if req is None else (req.init_pid, req.cgroup is None))
+        meta = self.metas.get(kind)
+        if meta is None:
+            if len(self.metas) >= MAX_CACHED:
+                self.metas.clear()
+            meta = self.metas[kind] = handle_meta(handle)
+        return meta
+
     def add_file(self, handle: Handle, content: bytes) -> int:
-        key, meta = owner_key(handle.owner), handle_meta(handle)
-        with self.arena.locked():
-            self.admit_key(key, handle.owner)
-            self.charge(key, 1, len(content))
-            fh = self.new_fh()
+        key, meta = self.key_of(handle.owner), self.meta_of(handle)
+        with self.arena:
+            owner = self.owners.slot(key)
+            self.charge(owner, 1, len(content))
             try:
-                self.files.put(fh_key(fh), encode_file(False, key, meta, content))
+                slot, fh = self.slots.new(self.has_listing)
+                blob = self.arena.store(SNAPSHOT.pack(len(meta)) + meta + content)
             except OSError:
-                self.charge(key, -1, -len(content))
+                self.charge(owner, -1, -len(content))
                 raise
-        handle.content = content
-        self.remember(fh, meta, handle)
+            self.slots.put(slot, fh, blob, owner, False, len(content))
+        handle.content, handle.read_once = content, False
+        self.remember(fh, [handle, blob, meta])
         return fh
 
-    def remember(self, fh: int, meta: bytes, handle: Handle) -> None:
+    def remember(self, fh: int, cached: list) -> None:
         if len(self.cache) >= MAX_CACHED:
             self.cache.pop(next(iter(self.cache)))
-        self.cache[fh] = (meta, handle)
+        self.cache[fh] = cached
 
     def file(self, fh: int) -> Handle | None:
-        value = self.files.get(fh_key(fh))
-        if value is None:
+        return self.reading(fh, mark=False)[0]
+
+    def reading(self, fh: int, mark: bool = True) -> tuple[Handle | None, bool]:
+        """file() and mark_read() in one: (the handle, whether it was read before: a read at 0 is a rewind).
+
+        The hot path of every read: without the lock when this process holds the file's current snapshot.
+        """
+        slots = self.slots
+        slot = slots.find(fh)
+        if slot < 0:
             self.cache.pop(fh, None)  # released at another worker
-            return None
-        read_once, owner, meta, content = decode_file(value)
+            return None, False
         cached = self.cache.get(fh)
-        if cached is not None and cached[0] == meta:
-            handle = cached[1]
+        if cached is None or cached[1] != slots.words[slots.first_word + WORDS_PER_SLOT * slot + 1]:
+            cached = self.fetch(fh, cached)
+            if cached is None:
+                return None, False
+        handle = cached[0]
+        handle.read_once = read_before = slots.read_once(slot, mark)
+        if mark:
+            handle.read_once = True
+        return handle, read_before
+
+    def fetch(self, fh: int, cached: list | None) -> list | None:
+        """The file's current snapshot, copied here; the Handle rebuilt if this process has none."""
+        with self.arena:
+            slot = self.slots.find(fh)
+            if slot < 0:
+                return None
+            blob = self.slots.blob_at(slot)
+            value = self.arena.read(blob)
+            owner = self.owners.key(self.slots.owner_at(slot))
+        meta_len = SNAPSHOT.unpack_from(value)[0]
+        meta, content = value[SNAPSHOT.size:SNAPSHOT.size + meta_len], value[SNAPSHOT.size + meta_len:]
+        if cached is not None and cached[2] == meta:
+            handle = cached[0]
         else:
             handle = self.revive(json.loads(meta)) if self.revive is not None else None
             if handle is None:
                 return None  # its path is gone
             handle.owner = owner_from_json(json.loads(owner))
-            self.remember(fh, meta, handle)
         handle.content = content
-        handle.read_once = read_once
-        return handle
+        cached = [handle, blob, meta]
+        self.remember(fh, cached)
+        return cached
 
     def mark_read(self, fh: int) -> None:
-        with self.arena.locked():
-            value = self.files.get(fh_key(fh))
-            if value is not None:
-                read_once, owner, meta, content = decode_file(value)
-                if not read_once:
-                    self.files.put(fh_key(fh), encode_file(True, owner, meta, content))
+        slot = self.slots.find(fh)
+        if slot >= 0:
+            self.slots.read_once(slot, mark=True)
         cached = self.cache.get(fh)
         if cached is not None:
-            cached[1].read_once = True
+            cached[0].read_once = True
 
     def refresh(self, fh: int, handle: Handle, content: bytes) -> None:
-        with self.arena.locked():
-            value = self.files.get(fh_key(fh))
-            if value is not None:  # else released at another worker meanwhile: nothing to keep
-                read_once, owner, meta, old = decode_file(value)
-                self.charge(owner, 0, len(content) - len(old))
-                self.files.put(fh_key(fh), encode_file(read_once, owner, meta, content))
+        with self.arena:
+            slot = self.slots.find(fh)
+            if slot >= 0:  # else released at another worker meanwhile: nothing to keep
+                old = self.slots.blob_at(slot)
+                value = self.arena.read(old)
+                head = SNAPSHOT.size + SNAPSHOT.unpack_from(value)[0]
+                self.charge(self.slots.owner_at(slot), 0, len(content) - (len(value) - head))
+                blob = self.arena.store(value[:head] + content)
+                self.slots.set_blob(slot, blob, len(content))
+                self.arena.drop(old)
+                self.remember(fh, [handle, blob, value[SNAPSHOT.size:head]])
         handle.content = content
 
     def release_file(self, fh: int) -> bool:
         self.cache.pop(fh, None)
-        with self.arena.locked():
-            value = self.files.get(fh_key(fh))
-            if value is None:
+        with self.arena:
+            slot = self.slots.find(fh)
+            if slot < 0:
                 return False
-            _, owner, _, content = decode_file(value)
-            self.files.delete(fh_key(fh))
-            self.charge(owner, -1, -len(content))
+            blob = self.slots.blob_at(slot)
+            self.charge(self.slots.owner_at(slot), -1, -self.slots.content_size(slot), check=False)
+            self.arena.drop(blob)
+            self.slots.clear(slot, fh)
             return True
 
     # -- directory listings -----------------------------------------------------------
     def add_dir(self, entries: list[tuple[str, int]], owner: Owner) -> int:
-        key = owner_key(owner)
+        key = self.key_of(owner)
         listing = json.dumps([key.decode(), entries]).encode()
         with self.arena.locked():
-            self.admit_key(key, owner)
-            self.charge(key, 1, 0)
+            self.charge_key(key, 1, 0)
             fh = self.new_fh()
             try:
                 self.dirs.put(fh_key(fh), listing)
             except OSError:
-                self.charge(key, -1, 0)
+                self.charge_key(key, -1, 0)
                 raise
             return fh
 
@@ -354,18 +390,21 @@ class SharedState(StateFormat):
             if found is None:
                 return False
             self.dirs.delete(fh_key(fh))
-            self.charge(found[0], -1, 0)
+            self.charge_key(found[0], -1, 0)
             return True
 
     # -- what the handover format (state_format.py) reads and writes -------------------
     def saved_files(self) -> list[dict]:
         saved = []
-        for key, value in self.files.items():
-            read_once, owner, meta, content = decode_file(value)
-            fields = json.loads(meta)
-            saved.append(saved_file(int.from_bytes(key, "little"), fields["path"], read_once, content,
-                                    fields["init_pid"], fields["cgroup"], json.loads(owner)))
-        return saved
+        with self.arena:
+            for slot in self.slots.used():
+                value = self.arena.read(self.slots.blob_at(slot))
+                head = SNAPSHOT.size + SNAPSHOT.unpack_from(value)[0]
+                fields = json.loads(value[SNAPSHOT.size:head])
+                saved.append(saved_file(self.slots.fh_at(slot), fields["path"], self.slots.read_once(slot),
+                                        value[head:], fields["init_pid"], fields["cgroup"],
+                                        json.loads(self.owners.key(self.slots.owner_at(slot)))))
+        return sorted(saved, key=lambda file: file["fh"])  # in the order they were opened, as DaemonState
 
     def saved_dirs(self) -> list[tuple[int, list, Owner]]:
         saved = []
@@ -376,27 +415,33 @@ class SharedState(StateFormat):
         return saved
 
     def open_files(self) -> int:
-        return len(self.files)
+        with self.arena:
+            return len(self.slots.used())
 
     def adopt_file(self, fh: int, handle: Handle, content: bytes, read_once: bool) -> None:
-        key, meta = owner_key(handle.owner), handle_meta(handle)
-        with self.arena.locked():
-            self.charge(key, 1, len(content), check=False)  # already held: counted, not refused
-            self.files.put(fh_key(fh), encode_file(read_once, key, meta, content))
+        key, meta = self.key_of(handle.owner), handle_meta(handle)
+        with self.arena:
+            if self.slots.find(fh) >= 0:
+                self.release_file(fh)  # the same number twice: the later one counts
+            owner = self.owners.slot(key)
+            self.charge(owner, 1, len(content), check=False)  # already held: counted, not refused
+            slot = self.slots.adopt(fh)
+            blob = self.arena.store(SNAPSHOT.pack(len(meta)) + meta + content)
+            self.slots.put(slot, fh, blob, owner, read_once, len(content))
         handle.content, handle.read_once = content, read_once
-        self.remember(fh, meta, handle)
+        self.remember(fh, [handle, blob, meta])
 
     def adopt_dir(self, fh: int, entries: list[tuple[str, int]]) -> None:
-        key = owner_key(None)
+        key = self.key_of(None)
         with self.arena.locked():
             self.dirs.put(fh_key(fh), json.dumps([key.decode(), entries]).encode())
-            self.charge(key, 1, 0, check=False)
+            self.charge_key(key, 1, 0, check=False)
 
     def set_dir_owner(self, fh: int, owner: Owner) -> None:
-        key = owner_key(owner)
+        key = self.key_of(owner)
         with self.arena.locked():
             found = self.listing(fh)
             if found is not None:
-                self.charge(found[0], -1, 0)
-                self.charge(key, 1, 0, check=False)
+                self.charge_key(found[0], -1, 0)
+                self.charge_key(key, 1, 0, check=False)
                 self.dirs.put(fh_key(fh), json.dumps([key.decode(), found[1]]).encode())

@@ -16,7 +16,6 @@ id) gives None, never another blob's bytes.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import mmap
@@ -26,6 +25,7 @@ import threading
 import weakref
 import zlib
 from collections.abc import Iterator
+from typing import Callable
 
 DEFAULT_SIZE = 256 << 20
 MAGIC = 0x6C786366732D7368  # "lxcfs-sh"
@@ -34,7 +34,7 @@ MIN_SHIFT = 6  # the smallest size class: 64 bytes
 CLASSES = 40
 MAX_SLOTS = 1 << 20  # blobs alive at once
 WORDS = 16  # small integers the users of the arena keep here (SharedState's epoch, ...)
-MAX_TABLES = 8
+MAX_TABLES = 16  # tables and regions
 RELEASE_FROM = 16 * PAGE  # a freed chunk this large gives its pages back to the kernel
 
 # header: magic, size, bump, slots used, free slot head, then the free lists, words and tables
@@ -48,6 +48,7 @@ SLOT = struct.Struct("<IIQQ")  # generation (odd: alive), size class, length, of
 HEAP_AT = SLOTS_AT + MAX_SLOTS * SLOT.size
 U64 = struct.Struct("<Q")
 U32 = struct.Struct("<I")
+SLOTS_HEAD = struct.Struct("<II")  # slots used, first free slot + 1
 
 # a table of records: header, then its buckets (entry index + 1), then its entries
 TABLE = struct.Struct("<IIIIII")  # count, used, free head, oldest, newest, buckets
@@ -65,6 +66,9 @@ class Arena:
     def __init__(self, fd: int, size: int):
         self.fd = -1  # until mapped: nothing to close
         self.mem = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        # the arena as aligned 64-bit words: one word is read or written in one access, so a reader
+        # without the lock sees its old or its new value, never a mix (see shared_files.py)
+        self.words = memoryview(self.mem).cast("Q")
         self.fd = fd
         self.size = size
         self.thread_lock = threading.RLock()
@@ -91,8 +95,9 @@ class Arena:
         """The arena another process created, from the fd it passed down."""
         size = os.fstat(fd).st_size
         arena = cls(fd, size)
-        magic, recorded, *_ = HEADER.unpack_from(arena.mem, 0)
+        magic, recorded = HEADER.unpack_from(arena.mem, 0)[:2]
         if magic != MAGIC or recorded != size:
+            arena.words.release()
             arena.mem.close()
             os.close(arena.lock_fd)
             arena.fd = -1  # the caller's fd: not ours to close
@@ -108,11 +113,13 @@ class Arena:
     def after_fork(self) -> None:
         self.thread_lock = threading.RLock()  # another thread may have held it at the fork
         self.depth = 0
-        self.own_lock_fd()
+        if self.fd >= 0:  # not closed
+            self.own_lock_fd()
 
     def close(self) -> None:
         """Detach this process (the other processes keep the arena)."""
         if self.fd >= 0:
+            self.words.release()
             self.mem.close()
             os.close(self.lock_fd)
             os.close(self.fd)
@@ -121,19 +128,26 @@ class Arena:
     def __del__(self):
         self.close()
 
-    @contextlib.contextmanager
-    def locked(self):
-        """Excludes every other thread of every process attached; nests."""
-        with self.thread_lock:
-            if self.depth == 0:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-            self.depth += 1
+    def locked(self) -> Arena:
+        """`with arena.locked():` excludes every other thread of every process attached; nests."""
+        return self
+
+    def __enter__(self) -> Arena:
+        self.thread_lock.acquire()
+        if self.depth == 0:
             try:
-                yield
-            finally:
-                self.depth -= 1
-                if self.depth == 0:
-                    fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+            except BaseException:
+                self.thread_lock.release()
+                raise
+        self.depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        self.thread_lock.release()
 
     # -- words --------------------------------------------------------------------
     def word(self, index: int) -> int:
@@ -147,6 +161,11 @@ class Arena:
     def set_word(self, index: int, value: int) -> None:
         with self.locked():
             U64.pack_into(self.mem, WORDS_AT + 8 * index, value)
+
+    def heap_top(self) -> int:
+        """How far into the arena chunks were ever handed out (freed ones are reused below it)."""
+        with self.locked():
+            return U64.unpack_from(self.mem, 16)[0]
 
     # -- chunks -------------------------------------------------------------------
     def alloc(self, length: int) -> tuple[int, int]:
@@ -198,81 +217,99 @@ class Arena:
 
     def put(self, data: bytes) -> int:
         """Store `data`; its id."""
-        with self.locked():
-            offset, cls = self.alloc(len(data))
-            used, free = struct.unpack_from("<II", self.mem, 24)
-            if free:
-                index = free - 1
-                generation, _, _, next_free = SLOT.unpack_from(self.mem, SLOTS_AT + SLOT.size * index)
-                U32.pack_into(self.mem, 28, next_free)
-            elif used < MAX_SLOTS:
-                index, generation = used, 0
-                U32.pack_into(self.mem, 24, used + 1)
-            else:
-                self.release(offset, cls)
-                raise OSError(errno.ENOMEM, f"the shared arena holds {MAX_SLOTS} blobs, its most")
-            generation = (generation + 1) & 0xFFFFFFFF or 1  # odd: alive
-            self.mem[offset:offset + len(data)] = data
-            SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
-            return generation << 32 | (index + 1)
+        with self:
+            return self.store(data)
 
     def get(self, blob: int) -> bytes | None:
-        with self.locked():
-            found = self.slot_of(blob)
-            if found is None:
-                return None
-            length, offset = found[3], found[4]
-            return self.mem[offset:offset + length]
+        with self:
+            return self.read(blob)
 
     def replace(self, blob: int, data: bytes) -> bool:
         """Give `blob` new bytes (same id); False if it is not alive."""
-        with self.locked():
-            found = self.slot_of(blob)
-            if found is None:
-                return False
-            index, generation, cls, _, offset = found
-            if size_class(len(data)) != cls:
-                new_offset, new_cls = self.alloc(len(data))
-                self.release(offset, cls)
-                offset, cls = new_offset, new_cls
-            self.mem[offset:offset + len(data)] = data
-            SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
-            return True
+        with self:
+            return self.rewrite(blob, data)
 
     def free(self, blob: int) -> bool:
-        with self.locked():
-            found = self.slot_of(blob)
-            if found is None:
-                return False
-            index, generation, cls, _, offset = found
+        with self:
+            return self.drop(blob)
+
+    # the same with the lock held (Records calls these)
+    def store(self, data: bytes) -> int:
+        offset, cls = self.alloc(len(data))
+        used, free = SLOTS_HEAD.unpack_from(self.mem, 24)
+        if free:
+            index = free - 1
+            generation, next_free = SLOT.unpack_from(self.mem, SLOTS_AT + SLOT.size * index)[::3]
+            U32.pack_into(self.mem, 28, next_free)
+        elif used < MAX_SLOTS:
+            index, generation = used, 0
+            U32.pack_into(self.mem, 24, used + 1)
+        else:
             self.release(offset, cls)
-            free = U32.unpack_from(self.mem, 28)[0]
-            SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation + 1, 0, 0, free)  # even: free
-            U32.pack_into(self.mem, 28, index + 1)
-            return True
+            raise OSError(errno.ENOMEM, f"the shared arena holds {MAX_SLOTS} blobs, its most")
+        generation = (generation + 1) & 0xFFFFFFFF or 1  # odd: alive
+        self.mem[offset:offset + len(data)] = data
+        SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
+        return generation << 32 | (index + 1)
+
+    def read(self, blob: int) -> bytes | None:
+        found = self.slot_of(blob)
+        if found is None:
+            return None
+        return self.mem[found[4]:found[4] + found[3]]
+
+    def rewrite(self, blob: int, data: bytes) -> bool:
+        found = self.slot_of(blob)
+        if found is None:
+            return False
+        index, generation, cls, offset = found[0], found[1], found[2], found[4]
+        if size_class(len(data)) != cls:
+            new_offset, new_cls = self.alloc(len(data))
+            self.release(offset, cls)
+            offset, cls = new_offset, new_cls
+        self.mem[offset:offset + len(data)] = data
+        SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, generation, cls, len(data), offset)
+        return True
+
+    def drop(self, blob: int) -> bool:
+        found = self.slot_of(blob)
+        if found is None:
+            return False
+        index, generation, cls, offset = found[0], found[1], found[2], found[4]
+        self.release(offset, cls)
+        free = U32.unpack_from(self.mem, 28)[0]
+        # an even generation: free; the next put of this slot makes a new odd one
+        SLOT.pack_into(self.mem, SLOTS_AT + SLOT.size * index, (generation + 1) & 0xFFFFFFFF, 0, 0, free)
+        U32.pack_into(self.mem, 28, index + 1)
+        return True
 
     # -- keyed records ------------------------------------------------------------
     def records(self, name: str, capacity: int, evict: bool = True) -> Records:
         """The table `name` (made on first use, by whichever process comes first)."""
         table = self.tables.get(name)
-        if table is not None:
-            return table
+        if table is None:
+            offset, made_capacity = self.named(name, capacity, lambda count: Records.make(self, count))
+            table = self.tables[name] = Records(self, name, offset, made_capacity, evict)
+        return table
+
+    def region(self, name: str, length: int) -> int:
+        """The offset of `length` page-aligned zeroed bytes named `name`, made on first use; never freed."""
+        return self.named(name, length, self.reserve)[0]
+
+    def named(self, name: str, size: int, make: Callable[[int], int]) -> tuple[int, int]:
+        """(offset, size) of what is registered as `name`; made by `make` if nobody made it yet."""
         encoded = name.encode()
         with self.locked():
             for index in range(MAX_TABLES):
                 at = TABLES_AT + TABLE_DIR.size * index
-                found, offset, made_capacity = TABLE_DIR.unpack_from(self.mem, at)
+                found, offset, made_size = TABLE_DIR.unpack_from(self.mem, at)
                 if found.rstrip(b"\0") == encoded:
-                    break
+                    return offset, made_size
                 if not offset:
-                    made_capacity = capacity
-                    offset = Records.make(self, capacity)
-                    TABLE_DIR.pack_into(self.mem, at, encoded, offset, capacity)
-                    break
-            else:
-                raise ValueError(f"the shared arena has room for {MAX_TABLES} tables")
-        table = self.tables[name] = Records(self, name, offset, made_capacity, evict)
-        return table
+                    offset = make(size)
+                    TABLE_DIR.pack_into(self.mem, at, encoded, offset, size)
+                    return offset, size
+        raise ValueError(f"the shared arena has room for {MAX_TABLES} tables")
 
 
 class Records:
@@ -303,40 +340,71 @@ class Records:
     def bucket_at(self, key_hash: int) -> int:
         return self.at + TABLE.size + 4 * (key_hash % self.buckets)
 
-    def find(self, key: bytes, key_hash: int) -> tuple[int, list, bytes] | None:
-        """(index, entry, stored blob) of `key`. Lock held."""
+    def find(self, key: bytes, key_hash: int) -> tuple[int, list, int, int] | None:
+        """(index, entry, offset, length) of `key`'s stored blob. Lock held."""
         index = U32.unpack_from(self.mem, self.bucket_at(key_hash))[0] - 1
+        size = len(key)
         while index >= 0:
             fields = self.entry(index)
             if fields[3] == key_hash:
-                stored = self.arena.get(fields[4])
-                if stored is not None and stored[4:4 + len(key)] == key and KEY_LEN.unpack_from(stored)[0] == len(key):
-                    return index, fields, stored
+                found = self.arena.slot_of(fields[4])
+                if found is not None:
+                    offset, length = found[4], found[3]
+                    if U32.unpack_from(self.mem, offset)[0] == size and self.mem[offset + 4:offset + 4 + size] == key:
+                        return index, fields, offset, length
             index = fields[0] - 1
         return None
 
     def get(self, key: bytes) -> bytes | None:
-        with self.arena.locked():
+        with self.arena:
             found = self.find(key, zlib.crc32(key))
-            return None if found is None else found[2][4 + len(key):]
+            if found is None:
+                return None
+            return self.mem[found[2] + 4 + len(key):found[2] + found[3]]
+
+    def patch(self, key: bytes, at: int, data: bytes) -> bool:
+        """Overwrite bytes `at` of `key`'s value in place (within its length); False if there is no `key`."""
+        with self.arena:
+            found = self.find(key, zlib.crc32(key))
+            if found is None:
+                return False
+            start = found[2] + 4 + len(key) + at
+            if at < 0 or start + len(data) > found[2] + found[3]:
+                raise ValueError(f"{len(data)} bytes at {at} are outside the value of {key!r}")
+            self.mem[start:start + len(data)] = data
+            return True
+
+    def has(self, key: bytes) -> bool:
+        with self.arena:
+            return self.find(key, zlib.crc32(key)) is not None
+
+    def pop(self, key: bytes) -> bytes | None:
+        """Remove `key`; its value, or None if there was none."""
+        with self.arena:
+            found = self.find(key, zlib.crc32(key))
+            if found is None:
+                return None
+            value = self.mem[found[2] + 4 + len(key):found[2] + found[3]]
+            self.remove(found[0])
+            return value
 
     def put(self, key: bytes, value: bytes) -> None:
         """Insert or replace; a replaced record keeps its place in the order."""
         key_hash = zlib.crc32(key)
         stored = KEY_LEN.pack(len(key)) + key + value
-        with self.arena.locked():
+        with self.arena:
             found = self.find(key, key_hash)
             if found is not None:
-                self.arena.replace(found[1][4], stored)
+                self.arena.rewrite(found[1][4], stored)
                 return
-            count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
+            count, used, free, oldest, newest = TABLE.unpack_from(self.mem, self.at)[:5]
             if count >= self.capacity:
                 if not self.evict:
                     raise OSError(errno.ENOMEM, f"the shared table {self.name!r} holds {self.capacity} records, "
                                                 f"its most")
                 self.remove(oldest - 1)
-                count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
-            blob = self.arena.put(stored)
+                count, used, free, oldest, newest = TABLE.unpack_from(self.mem, self.at)[:5]
+            blob = self.arena.store(stored)
             if free:
                 index = free - 1
                 free = self.entry(index)[0]
@@ -358,12 +426,7 @@ class Records:
         self.set_entry(index, fields)
 
     def delete(self, key: bytes) -> bool:
-        with self.arena.locked():
-            found = self.find(key, zlib.crc32(key))
-            if found is None:
-                return False
-            self.remove(found[0])
-            return True
+        return self.pop(key) is not None
 
     def remove(self, index: int) -> None:
         """Unlink entry `index` from its chain and the order, free its blob. Lock held."""
@@ -380,7 +443,7 @@ class Records:
                     self.set_entry(at, fields)
                     break
                 at = fields[0] - 1
-        count, used, free, oldest, newest, _ = TABLE.unpack_from(self.mem, self.at)
+        count, used, free, oldest, newest = TABLE.unpack_from(self.mem, self.at)[:5]
         if older:
             self.link(older - 1, newer=newer)
         else:
@@ -389,34 +452,38 @@ class Records:
             self.link(newer - 1, older=older)
         else:
             newest = older
-        self.arena.free(blob)
+        self.arena.drop(blob)
         self.set_entry(index, (free, 0, 0, 0, 0))
         TABLE.pack_into(self.mem, self.at, count - 1, used, index + 1, oldest, newest, self.buckets)
 
     def __len__(self) -> int:
-        with self.arena.locked():
+        with self.arena:
             return TABLE.unpack_from(self.mem, self.at)[0]
 
     def items(self) -> list[tuple[bytes, bytes]]:
         """Every (key, value), oldest first, as one consistent copy."""
         out = []
-        with self.arena.locked():
+        with self.arena:
             index = TABLE.unpack_from(self.mem, self.at)[3] - 1
             while index >= 0:
                 fields = self.entry(index)
-                stored = self.arena.get(fields[4])
+                stored = self.arena.read(fields[4])
                 length = KEY_LEN.unpack_from(stored)[0]
                 out.append((stored[4:4 + length], stored[4 + length:]))
                 index = fields[2] - 1
         return out
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter([key for key, _ in self.items()])
+        return iter([pair[0] for pair in self.items()])
 
 
 def reset_after_fork() -> None:
+    """In a forked child, each arena gets a lock of its own: one left out would not exclude the parent."""
     for arena in list(ARENAS):
-        arena.after_fork()
+        try:
+            arena.after_fork()
+        except OSError:  # no fd left for it: mark it unusable rather than sharing the parent's lock
+            arena.lock_fd = -1
 
 
 os.register_at_fork(after_in_child=reset_after_fork)

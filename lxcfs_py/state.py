@@ -136,6 +136,14 @@ class DaemonState(StateFormat):
     def file(self, fh: int) -> Handle | None:
         return self.handles.get(fh)
 
+    def reading(self, fh: int) -> tuple[Handle | None, bool]:
+        """file() and mark_read() in one: (the handle, whether it was read before: a read at 0 is a rewind)."""
+        handle = self.handles.get(fh)
+        if handle is None:
+            return None, False
+        read_before, handle.read_once = handle.read_once, True
+        return handle, read_before
+
     def mark_read(self, fh: int) -> None:
         """The file's reader has read it: its next read at offset 0 is a rewind."""
         handle = self.handles.get(fh)

@@ -57,8 +57,8 @@ class StateFormat:
             "next_fh": self.epoch << COUNTER_BITS | (self.counter + 1),
             "paths": {str(inode): path for inode, path in list(self.paths.items())},
             "handles": self.saved_files(),
-            "dirs": {str(fh): entries for fh, entries, _ in dirs},
-            "dir_owners": {str(fh): owner for fh, _, owner in dirs},
+            "dirs": {str(listing[0]): listing[1] for listing in dirs},
+            "dir_owners": {str(listing[0]): listing[2] for listing in dirs},
             # list(): render threads (offload.py) may add a container meanwhile
             "cpu_views": {key: dataclasses.asdict(view) for key, view in list(self.cpu_views.items())},
             "floors": dict(list(self.floors.items())),

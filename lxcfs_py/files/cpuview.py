@@ -85,7 +85,7 @@ class CpuViews(dict):
         view = self.get(key)
         if view is None:
             if len(self) >= MAX_VIEWS:
-                self.pop(next(iter(self)))  # the oldest cgroup, most likely gone
+                self.pop(next(iter(self), None), None)  # the oldest cgroup, most likely gone
             view = self[key] = CpuView()
         yield view
 
