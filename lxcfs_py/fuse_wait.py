@@ -92,14 +92,15 @@ class FuseWait:
         self.served += 1
         if self.spin:
             while True:
-                remaining = self.trio_due - time.perf_counter()
+                now = time.perf_counter()
+                remaining = self.trio_due - now
                 if remaining <= 0:
                     break
                 if self.rendering():
                     # a render thread needs the GIL: sleep in poll (which frees it) instead of spinning
                     ready = self._ready_in_poll(min(RENDER_WAIT_MS, _ms(remaining)))
                 else:
-                    ready = self._ready_within(self.spin)
+                    ready = self._ready_within(now + self.spin)
                     if ready is None:
                         ready = self._ready_in_poll(_ms(remaining - self.spin))
                 if ready == self.fd:
@@ -126,7 +127,7 @@ class FuseWait:
             self.turns.unpark()  # the next task takes the fd while this one serves
             # another task may have read the request in the meantime (it spun): then
             # pyfuse3's blocking read would stall the whole loop until the next one
-            if any(fd == self.fd for fd, _mask in self._poll(0)):
+            if self._first_ready(self._poll(0)) == self.fd:
                 return True
 
     async def _pass_through_trio(self) -> None:
@@ -134,20 +135,23 @@ class FuseWait:
         self.trio_due = time.perf_counter() + YIELD_SECONDS
 
     def _ready_in_poll(self, milliseconds: int) -> int | None:
-        events = self._poll(milliseconds)
-        if not events:
-            return None
-        return self.fd if any(fd == self.fd for fd, _mask in events) else events[0][0]
+        return self._first_ready(self._poll(milliseconds))
 
-    def _ready_within(self, seconds: float) -> int | None:
-        """The fd that became readable first (/dev/fuse preferred), or None after `seconds`."""
-        deadline = time.perf_counter() + seconds
+    def _ready_within(self, deadline: float) -> int | None:
+        """The fd that became readable first, or None at `deadline` (perf_counter)."""
         while True:
             events = self._poll(0)
             if events:
-                return self.fd if any(fd == self.fd for fd, _mask in events) else events[0][0]
+                return self._first_ready(events)
             if time.perf_counter() >= deadline:
                 return None
+
+    def _first_ready(self, events: list[tuple[int, int]]) -> int | None:
+        """/dev/fuse if it is among poll()'s `events`, else the other fd, or None."""
+        for fd, _mask in events:
+            if fd == self.fd:
+                return fd
+        return events[0][0] if events else None
 
 
 def _ms(seconds: float) -> int:
