@@ -64,9 +64,10 @@ def hook_present() -> bool:
 class FuseWait:
     """A drop-in for pyfuse3's `_wait_fuse_readable` on `fd` (see the module's doc).
 
-    While it spins it also watches `wake_fd`, readable when renders done in
-    threads are ready to be answered (offload.Renders): it calls `on_wake()`
-    and yields, so that their tasks reply without waiting for a sleep in epoll.
+    While it spins or sleeps in poll() it also watches `wake_fd`, readable when
+    renders done in threads are ready to be answered or a container's next
+    render may start (offload.Renders): it calls `on_wake()` and waits the trio
+    way, so that their tasks run first.
     While `rendering()`, it waits in poll() instead of spinning: a spinning
     loop would keep the GIL from the render threads.
     """
@@ -90,25 +91,21 @@ class FuseWait:
 
     async def __call__(self) -> bool:
         self.served += 1
-        if self.spin:
-            while True:
-                now = time.perf_counter()
-                remaining = self.trio_due - now
-                if remaining <= 0:
-                    break
-                if self.rendering():
-                    # a render thread needs the GIL: sleep in poll (which frees it) instead of spinning
-                    ready = self._ready_in_poll(min(RENDER_WAIT_MS, _ms(remaining)))
-                else:
-                    ready = self._ready_within(now + self.spin)
-                    if ready is None:
-                        ready = self._ready_in_poll(_ms(remaining - self.spin))
-                if ready == self.fd:
-                    return True
+        now = time.perf_counter()
+        if self.spin and now < self.trio_due:
+            if self.rendering():
+                # a render thread needs the GIL: sleep in poll (which frees it) instead of spinning
+                ready = self._ready_in_poll(min(RENDER_WAIT_MS, _ms(self.trio_due - now)))
+            else:
+                ready = self._ready_within(now + self.spin)
                 if ready is None:
-                    break
+                    ready = self._ready_in_poll(_ms(self.trio_due - now - self.spin))
+            if ready == self.fd:
+                return True
+            if ready is not None:
+                # renders are done, or a container's next render may start: their tasks run
+                # on trio's pass, which the wait below gives them before the next request
                 self.on_wake()
-                await self._pass_through_trio()  # the tasks just woken send their replies
         while True:
             while self.parked_on_fd and not self.closing:
                 await self.turns.park()
@@ -129,10 +126,6 @@ class FuseWait:
             # pyfuse3's blocking read would stall the whole loop until the next one
             if self._first_ready(self._poll(0)) == self.fd:
                 return True
-
-    async def _pass_through_trio(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self.trio_due = time.perf_counter() + YIELD_SECONDS
 
     def _ready_in_poll(self, milliseconds: int) -> int | None:
         return self._first_ready(self._poll(milliseconds))
