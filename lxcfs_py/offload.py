@@ -98,6 +98,8 @@ class Renders:
             lane.busy = False
             if lane.waiting:
                 lane.turns.unpark()
+                # the next one runs on trio's next pass: wake the loop from its sleep in poll() (fuse_wait)
+                os.eventfd_write(self.done_fd, 1)
             else:
                 del self._lanes[owner]
 

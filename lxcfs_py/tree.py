@@ -28,6 +28,8 @@ class Tree:
             if path:
                 parent, _, name = path.rpartition("/")
                 self._children[parent].add(name)
+        # the nodes that never change, built once: every open asks for one
+        self._fixed = {**{d: Node("dir") for d in self.dirs}, **{p: Node("file", virtual=v) for p, v in FILES.items()}}
 
     def _passthrough(self, path: str) -> tuple[str, Passthrough, str] | None:
         for prefix, entry in PASSTHROUGH.items():
@@ -36,10 +38,9 @@ class Tree:
         return None
 
     def node(self, path: str) -> Node | None:
-        if path in FILES:
-            return Node("file", virtual=FILES[path])
-        if path in self.dirs:
-            return Node("dir")
+        fixed = self._fixed.get(path)
+        if fixed is not None:
+            return fixed
         found = self._passthrough(path)
         if found is None:
             return None
