@@ -6,15 +6,10 @@ holding a trio.Lock so that one task at a time reads. Taking that lock
 costs a pass of trio's scheduler and an epoll_wait per request. Our wait
 replaces it: the task that just answered a request first spins for a few
 microseconds on poll(), since a reader's open, read, read (EOF) and release
-arrive back to back, then sleeps in poll() itself until the next request
-or until trio is due a pass (at least every YIELD_SECONDS: the signal
-handler, timers, tasks made runnable meanwhile); only a loop that has no
-request for that long parks in trio's epoll. A sleep in poll() costs a
-fraction of a pass through trio's scheduler, and unlike the spin it costs
-no CPU while the reader takes its turn. At most one task is parked on the
-fd at a time (trio allows no more), the others wait their turn. It keeps
-pyfuse3's contract: return True when a request can be read without
-blocking, False once the session is closing.
+arrive back to back, and only then parks in epoll; at most one task is
+parked on the fd at a time (trio allows no more), the others wait their
+turn. It keeps pyfuse3's contract: return True when a request can be read
+without blocking, False once the session is closing.
 
 Nothing else in lxcfs-py touches pyfuse3's internals. The unit test
 tests/unit/test_fuse_wait.py fails when an upgrade of pyfuse3 moves or
@@ -34,15 +29,14 @@ import trio
 HOOK = "_wait_fuse_readable"
 TESTED_VERSIONS = ("3.4.", "3.5.")  # pyproject.toml allows these only
 # After each request, poll /dev/fuse this long for the next one before
-# sleeping: catching it while still running saves a sleep and a wakeup. The
-# price: this much spinning after every request whose successor comes later.
-# 0 turns the fast path off (every wait goes through trio's epoll).
-SPIN_SECONDS = 10e-6
-# The longest the loop serves requests, or sleeps in poll() for them, between
-# passes through trio's scheduler (which runs the signal handler, the loadavg
-# sampler, the tasks made runnable meanwhile and the replies of renders done
-# in threads); a loop with no request for that long parks in trio's epoll.
-YIELD_SECONDS = 0.005
+# sleeping in epoll: catching it while still running saves a sleep and a
+# wakeup (often across CPUs, the costliest part of a request). The price: up
+# to this much spinning after the last request of a burst. 0 turns it off.
+SPIN_SECONDS = 50e-6
+# Requests served at most between passes through trio's scheduler (which runs
+# the signal handler, the loadavg sampler and the replies of renders done in
+# threads).
+YIELD_EVERY = 64
 RENDER_WAIT_MS = 5  # the longest the loop sleeps in poll() for a render or a request before trio's epoll
 # With workers (pool.py) several processes read one queue: another may take the
 # request poll() saw, and pyfuse3's read then blocks (holding the GIL) until the
@@ -71,10 +65,9 @@ def hook_present() -> bool:
 class FuseWait:
     """A drop-in for pyfuse3's `_wait_fuse_readable` on `fd` (see the module's doc).
 
-    While it spins or sleeps in poll() it also watches `wake_fd`, readable when
-    renders done in threads are ready to be answered or a container's next
-    render may start (offload.Renders): it calls `on_wake()` and waits the trio
-    way, so that their tasks run first.
+    While it spins it also watches `wake_fd`, readable when renders done in
+    threads are ready to be answered (offload.Renders): it calls `on_wake()`
+    and yields, so that their tasks reply without waiting for a sleep in epoll.
     While `rendering()`, it waits in poll() instead of spinning: a spinning
     loop would keep the GIL from the render threads.
     """
@@ -93,7 +86,6 @@ class FuseWait:
         self.served = 0
         self.parked_on_fd = False
         self.closing = False
-        self.trio_due = 0.0  # when trio's scheduler is due its next pass (perf_counter)
         self.turns = trio.lowlevel.ParkingLot()
         self.shared_queue = shared_queue
 
@@ -116,21 +108,21 @@ class FuseWait:
 
     async def _wait(self, may_spin: bool) -> bool:
         self.served += 1
-        now = time.perf_counter()
-        if may_spin and self.spin and now < self.trio_due:
-            if self.rendering():
-                # a render thread needs the GIL: sleep in poll (which frees it) instead of spinning
-                ready = self._ready_in_poll(min(RENDER_WAIT_MS, _ms(self.trio_due - now)))
-            else:
-                ready = self._ready_within(now + self.spin)
+        if may_spin and self.spin and self.served % YIELD_EVERY:
+            while True:
+                if self.rendering():
+                    # a render thread needs the GIL: sleep in poll (which frees it) instead of spinning
+                    ready = self._ready_in_poll(RENDER_WAIT_MS)
+                else:
+                    ready = self._ready_within(self.spin)
+                if ready == self.fd:
+                    return True
                 if ready is None:
-                    ready = self._ready_in_poll(_ms(self.trio_due - now - self.spin))
-            if ready == self.fd:
-                return True
-            if ready is not None:
-                # renders are done, or a container's next render may start: their tasks run
-                # on trio's pass, which the wait below gives them before the next request
+                    break
                 self.on_wake()
+                await trio.lowlevel.checkpoint()  # the tasks just woken send their replies
+                if self.closing:
+                    return False
         while True:
             while self.parked_on_fd and not self.closing:
                 await self.turns.park()
@@ -145,38 +137,29 @@ class FuseWait:
                 return False
             finally:
                 self.parked_on_fd = False
-            self.trio_due = time.perf_counter() + YIELD_SECONDS
             self.turns.unpark()  # the next task takes the fd while this one serves
             if self.closing:  # terminated while this task was being woken: a read now would lose the request
                 return False
             # another task may have read the request in the meantime (it spun): then
             # pyfuse3's blocking read would stall the whole loop until the next one
-            if self._first_ready(self._poll(0)) == self.fd:
+            if any(fd == self.fd for fd, _mask in self._poll(0)):
                 return True
 
     def _ready_in_poll(self, milliseconds: int) -> int | None:
-        return self._first_ready(self._poll(milliseconds))
+        events = self._poll(milliseconds)
+        if not events:
+            return None
+        return self.fd if any(fd == self.fd for fd, _mask in events) else events[0][0]
 
-    def _ready_within(self, deadline: float) -> int | None:
-        """The fd that became readable first, or None at `deadline` (perf_counter)."""
+    def _ready_within(self, seconds: float) -> int | None:
+        """The fd that became readable first (/dev/fuse preferred), or None after `seconds`."""
+        deadline = time.perf_counter() + seconds
         while True:
             events = self._poll(0)
             if events:
-                return self._first_ready(events)
+                return self.fd if any(fd == self.fd for fd, _mask in events) else events[0][0]
             if time.perf_counter() >= deadline:
                 return None
-
-    def _first_ready(self, events: list[tuple[int, int]]) -> int | None:
-        """/dev/fuse if it is among poll()'s `events`, else the other fd, or None."""
-        for fd, _mask in events:
-            if fd == self.fd:
-                return fd
-        return events[0][0] if events else None
-
-
-def _ms(seconds: float) -> int:
-    """poll()'s timeout for `seconds`: whole milliseconds, at least 1 (0 would not sleep)."""
-    return max(1, int(seconds * 1000))
 
 
 def terminate() -> None:
