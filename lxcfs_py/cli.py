@@ -39,8 +39,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", dest="fuse_options", action="append", default=[], metavar="OPT[,OPT...]",
                    help="extra FUSE mount options")
     p.add_argument("--version", action="version", version=f"lxcfs-py {__version__}")
-    p.add_argument("--workers", type=_workers, default=None, metavar="N",
-                   help=f"processes serving requests (default: one per CPU it may use, at most {AUTO_WORKERS})")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="processes serving requests (default 1; see the README: not faster yet on 2 cores)")
     p.add_argument("--handover", help=argparse.SUPPRESS)  # FUSE_FD,STATE_FD from the process we replace
     p.add_argument("--worker", help=argparse.SUPPRESS)  # CLONE_FD,SHARED_FD,MAIN_PID: serve for the main process
     roots = p.add_argument_group("test roots (read fixture trees instead of the host)")
@@ -136,8 +136,6 @@ PATH_OPTIONS = ("pidfile", "log_file", "proc_root", "cgroup_root", "sys_root")
 # Every daemon and helper runs from /, with this umask: no file it creates is writable by others.
 UMASK = 0o022
 MAX_WORKERS = 256
-# each worker holds ~30 MB; past a few the FUSE connection, not Python, is what limits (benchmarks/)
-AUTO_WORKERS = 8
 
 
 def absolute(path: str | None) -> str | None:
@@ -210,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         handover=args.handover,
         heal=not args.no_remount,
         reuse_window=args.reuse_ms / 1000,
-        workers=args.workers or min(len(os.sched_getaffinity(0)), AUTO_WORKERS),
+        workers=args.workers,
         worker=args.worker,
     )
     log_file = absolute(args.log_file)
