@@ -110,8 +110,6 @@ class Pool:
             raise OSError("the FUSE connection's descriptor is not found in this process")
         clone = clone_connection(fuse_fd)
         try:
-            for fd in (clone, *self.shared_fds):
-                os.set_inheritable(fd, True)
             # started from this thread, which lives as long as the process: a worker's
             # PR_SET_PDEATHSIG follows the thread that forked it (trio's open_process forks in a
             # passing thread, whose end would stop the worker)

@@ -12,7 +12,7 @@ Open files and budgets are fixed tables (shared_files.py): one lock per open
 and per release, none for a read in the process that holds the snapshot.
 
 The main process: `SharedState.create()`, then passes `.fd` to its workers
-(inheritable); a worker: `SharedState.attach(fd)`.
+(by pass_fds); a worker: `SharedState.attach(fd)`.
 """
 
 from __future__ import annotations

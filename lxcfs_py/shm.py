@@ -80,12 +80,12 @@ class Arena:
 
     @classmethod
     def create(cls, size: int = DEFAULT_SIZE) -> Arena:
-        """A new arena of `size` bytes (virtual: pages cost memory once written); `.fd` is inheritable."""
+        """A new arena of `size` bytes (virtual: pages cost memory once written); pass `.fd` to a child."""
         if size < HEAP_AT + PAGE:
             raise ValueError(f"an arena needs at least {HEAP_AT + PAGE} bytes, not {size}")
-        fd = os.memfd_create("lxcfs-py-shared", 0)
+        # close-on-exec: a re-exec must not carry it (with its pages) along; workers get it by pass_fds
+        fd = os.memfd_create("lxcfs-py-shared", os.MFD_CLOEXEC)
         os.ftruncate(fd, size)
-        os.set_inheritable(fd, True)
         arena = cls(fd, size)
         HEADER.pack_into(arena.mem, 0, MAGIC, size, HEAP_AT, 0, 0)
         return arena

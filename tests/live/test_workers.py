@@ -128,6 +128,20 @@ def test_planned_restarts_hand_over_every_process_and_lose_no_read(pooled):
     held.close()
     assert readers.errors == [] and readers.inconsistent == 0
     assert consistent_meminfo(first + rest)
+    # each image has its own shared memory: none of an earlier one outlives the re-exec
+    assert shared_arenas(pooled.process.pid) == 1
+
+
+def shared_arenas(pid: int) -> int:
+    """How many of the daemon's shared-memory arenas `pid` holds open (an arena may have several fds)."""
+    arenas = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:lxcfs-py-shared"):
+                arenas.add(os.stat(f"/proc/{pid}/fd/{fd}").st_ino)
+        except OSError:
+            continue
+    return len(arenas)
 
 
 def test_a_stop_ends_every_process_and_unmounts(pooled):
