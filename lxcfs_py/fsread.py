@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 
+from lxcfs_py.deadline import interruptible
 from lxcfs_py.kernel_mounts import mounted_devices
 
 _CHUNK = 65536
@@ -34,6 +35,9 @@ KEEP_SECONDS = 2.0
 _NOT_KEPT = ("/cgroup.procs", "/tasks")
 
 
+# The two functions that block in the kernel may raise deadline.TooSlow when they keep
+# a render on the FUSE loop waiting: they hold nothing their callers' try blocks do not release.
+@interruptible
 def _read_fd(fd: int, head: bool, pread: bool) -> bytes:
     """Read to EOF (from offset 0 with pread); with `head`, stop after a first short or complete line.
 
@@ -55,8 +59,13 @@ def _read_fd(fd: int, head: bool, pread: bool) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+@interruptible
+def _open(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
 def _read_path(path: str, head: bool) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = _open(path)
     try:
         return _read_fd(fd, head, pread=False)
     finally:
@@ -102,7 +111,7 @@ class _KeptFiles:
                     self._retire(kept)
             finally:
                 self._unlease(kept)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open(path)
         try:
             data = _read_fd(fd, head, pread=False)
             keep = self._keepable(path, fd, now)

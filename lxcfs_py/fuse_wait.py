@@ -42,7 +42,7 @@ RENDER_WAIT_MS = 5  # the longest the loop sleeps in poll() for a render or a re
 # request poll() saw, and pyfuse3's read then blocks (holding the GIL) until the
 # next one. A timer interrupts such a read (EINTR, which pyfuse3 retries through
 # this wait), so the tasks and render threads of the process are never held longer.
-RACE_SIGNAL = signal.SIGALRM
+# It is deadline.py's timer, whose handler serve.py installs.
 RACE_TIMEOUT = 0.01
 
 
@@ -181,14 +181,10 @@ def install(fd: int | None, spin: float = SPIN_SECONDS, wake_fd: int | None = No
     if saved is None or fd is None:
         return lambda: None
     setattr(pyfuse3, HOOK, FuseWait(fd, spin, wake_fd, on_wake, rendering, shared_queue))
-    # a handler, so that the timer interrupts a read; never the default, which would end the process
-    # if the timer fired after trio's own handler is gone
-    saved_handler = signal.signal(RACE_SIGNAL, lambda signum, frame: None) if shared_queue else None
 
     def undo():
         setattr(pyfuse3, HOOK, saved)
         if shared_queue:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(RACE_SIGNAL, saved_handler)
 
     return undo

@@ -1,19 +1,25 @@
-"""Renders run off the FUSE loop, so that one container's slow file never stalls another's.
+"""Renders run on the loop while they are quick, in threads once the kernel keeps one waiting.
 
 A render reads cgroup and /proc files, and the kernel can take its time
 producing one (memory.stat under memory pressure, a cgroup being torn
 down, a host under load). On the loop, that would hold every request of
-every container. Each render runs in a worker thread instead (the GIL is
-free while the kernel works), one at a time per container: its renders
-never race on its own state (never-backwards counters, the --enable-cfs
-view), and a container stuck on its own files queues at most MAX_QUEUED
-more before its next opens fail with EAGAIN, keeping the loop's tasks for
-the others.
+every container. But handing every render to a thread costs more than the
+render on small VMs (two cross-CPU wakeups and the GIL passed back and
+forth: about 120 us against 100-300 us for meminfo), and most renders never
+wait. So a render runs on the loop under a deadline (deadline.py); one that
+waits in the kernel past ON_LOOP_BUDGET is given up there and redone in a
+worker thread, and its container's renders stay in threads for SLOW_FOR
+seconds.
 
-The hand-off is lean, since it happens on every render: a job queue to
-the threads, and an eventfd back that the loop's wait for /dev/fuse
-(fuse_wait.FuseWait) polls along with it; trio's own to_thread costs
-several times a meminfo render on small VMs.
+In threads (the GIL is free while the kernel works) a container's renders
+run one at a time: they never race on its own state (never-backwards
+counters, the --enable-cfs view), and a container stuck on its own files
+queues at most MAX_QUEUED more before its next opens fail with EAGAIN,
+keeping the loop's tasks for the others.
+
+The hand-off is lean: a job queue to the threads, and an eventfd back that
+the loop's wait for /dev/fuse (fuse_wait.FuseWait) polls along with it;
+trio's own to_thread costs several times a meminfo render on small VMs.
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ from typing import Callable
 import outcome
 import trio
 
+from lxcfs_py import deadline
 from lxcfs_py.state import Owner, describe
 
 MAX_QUEUED = 8  # one container's renders waiting behind its running one
 MAX_THREADS = 64  # renders running at once, all containers together
 WAIT_HERE = 0.002  # seconds a render is waited for without leaving the handler
+ON_LOOP_BUDGET = 0.005  # seconds a render may wait in the kernel on the loop before it moves to a thread
+SLOW_FOR = 10.0  # seconds a container's renders stay in threads after one was too slow for the loop
+MAX_SLOW = 4096  # containers remembered as slow at once (the oldest mark goes first)
 
 
 class Job:
@@ -72,6 +82,7 @@ class Renders:
         self._poller = select.poll()
         self._poller.register(self.done_fd, select.POLLIN)
         self._poll = self._poller.poll
+        self._slow: dict[Owner, float] = {}  # container -> until when its renders go to threads
 
     def watch(self, fd: int) -> None:
         """Stop waiting for a render in the handler when `fd` (/dev/fuse) has a request."""
@@ -79,7 +90,12 @@ class Renders:
 
     # -- the loop's side ------------------------------------------------------------
     async def run(self, owner: Owner, render: Callable[[], bytes]) -> bytes:
-        """`render()` in a worker thread, after the owner's earlier renders."""
+        """`render()`, on the loop if it is quick, else in a worker thread after the owner's earlier renders."""
+        if self._on_loop(owner):
+            try:
+                return deadline.within(ON_LOOP_BUDGET, render)
+            except deadline.TooSlow:
+                self._mark_slow(owner)
         lane = self._lanes.get(owner)
         if lane is None:
             lane = self._lanes[owner] = Lane()
@@ -102,6 +118,23 @@ class Renders:
                 os.eventfd_write(self.done_fd, 1)
             else:
                 del self._lanes[owner]
+
+    def _on_loop(self, owner: Owner) -> bool:
+        if owner in self._lanes:
+            return False  # its renders in threads go first, in order
+        until = self._slow.get(owner)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        del self._slow[owner]
+        return True
+
+    def _mark_slow(self, owner: Owner) -> None:
+        self._slow.pop(owner, None)
+        self._slow[owner] = time.monotonic() + SLOW_FOR
+        if len(self._slow) > MAX_SLOW:
+            del self._slow[next(iter(self._slow))]
 
     async def _in_thread(self, render: Callable[[], bytes]) -> bytes:
         job = Job(render, trio.lowlevel.current_task())
@@ -184,8 +217,8 @@ class Renders:
 
     # -- the threads' side ------------------------------------------------------------
     def _work(self) -> None:
-        # the loop's timer against a lost read race (fuse_wait.RACE_SIGNAL) must interrupt the loop's read
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        # the daemon's timer (deadline.py) must interrupt the loop's reads, never these
+        signal.pthread_sigmask(signal.SIG_BLOCK, {deadline.SIGNAL})
         while True:
             job = self._jobs.get()
             job.result = outcome.capture(job.render)

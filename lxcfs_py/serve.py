@@ -11,7 +11,7 @@ from typing import Callable
 import pyfuse3
 import trio
 
-from lxcfs_py import fuse_wait, signals, systemd
+from lxcfs_py import deadline, fuse_wait, signals, systemd
 from lxcfs_py.offload import Renders
 from lxcfs_py.pool import Pool
 from lxcfs_py.sampler import LoadSampler
@@ -75,7 +75,7 @@ async def serve(duties: Duties) -> str:
 
         async def stop_on_signal():
             nonlocal outcome
-            with trio.open_signal_receiver(*signals.HANDLED) as received:
+            with trio.open_signal_receiver(*signals.RECEIVED) as received:
                 # signals that came while we were starting were held back (see run); take them now
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.HANDLED)
                 async for signum in received:
@@ -102,7 +102,7 @@ async def serve(duties: Duties) -> str:
                         fuse_wait.terminate()
                         await renders.finish(RENDER_GRACE)
                         return
-                    if duties.reexec is not None and not (signum == fuse_wait.RACE_SIGNAL and shared_queue):
+                    if duties.reexec is not None:
                         log.info("%s received: ignored (SIGTERM stops, SIGHUP or SIGUSR1 reloads)",
                                  signals.name(signum))
 
@@ -119,12 +119,14 @@ async def serve(duties: Duties) -> str:
         fuse_fd = duties.wait_fd if duties.wait_fd is not None else fuse_wait.fuse_fd()
         if fuse_fd is not None:
             renders.watch(fuse_fd)
+        undo_timer = deadline.install()  # before the signal receiver unblocks SIGALRM
         undo = fuse_wait.install(fuse_fd, wake_fd=renders.done_fd, on_wake=renders.deliver,
                                  rendering=renders.in_flight, shared_queue=shared_queue)
         try:
             await pyfuse3.main(min_tasks=1, max_tasks=MAX_TASKS)
         finally:
             undo()
+            undo_timer()
         nursery.cancel_scope.cancel()
     return outcome
 
