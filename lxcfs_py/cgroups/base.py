@@ -68,6 +68,10 @@ class Cgroup(ABC):
     def __init__(self, root: str, paths: dict[str, str]):
         self.root = root
         self.paths = paths
+        # a Cgroup lives for one resolution of its caller (caller.py refreshes it), on every render
+        # of that caller's files: what cannot change in that time is worked out once
+        self._ancestors: dict[str, list[str]] = {}
+        self._swap_accounting: bool | None = None
 
     # -- helpers shared by both versions --------------------------------------
     @abstractmethod
@@ -76,6 +80,12 @@ class Cgroup(ABC):
 
     def ancestors(self, controller: str) -> list[str]:
         """This cgroup's directory and every parent up to the hierarchy root."""
+        known = self._ancestors.get(controller)
+        if known is None:
+            known = self._ancestors[controller] = self._walk_up(controller)
+        return known
+
+    def _walk_up(self, controller: str) -> list[str]:
         leaf = self.dir(controller)
         if leaf is None:
             return []
@@ -110,9 +120,14 @@ class Cgroup(ABC):
     def memory_stat(self) -> dict[str, int]:
         """v1-style keys without 'total_': cache, rss, shmem, active_anon, ..."""
 
-    @abstractmethod
     def swap_accounting(self) -> bool:
-        """Whether the kernel accounts swap per cgroup at all."""
+        """Whether the kernel accounts swap per cgroup at all (a boot-time setting)."""
+        if self._swap_accounting is None:
+            self._swap_accounting = self.swap_files_exist()
+        return self._swap_accounting
+
+    @abstractmethod
+    def swap_files_exist(self) -> bool: ...
 
     @abstractmethod
     def swap_limit(self) -> int | None:

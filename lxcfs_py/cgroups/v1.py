@@ -56,7 +56,7 @@ class CgroupV1(Cgroup):
     def memory_stat(self) -> dict[str, int]:
         return rename_keys(read_keyed(self._file("memory", "memory.stat")), MEMSTAT_KEYS)
 
-    def swap_accounting(self) -> bool:
+    def swap_files_exist(self) -> bool:
         return os.path.exists(f"{self.hierarchy_root('memory')}/memory.memsw.limit_in_bytes")
 
     def swap_limit(self) -> int | None:

@@ -53,7 +53,7 @@ class CgroupV2(Cgroup):
     def memory_stat(self) -> dict[str, int]:
         return rename_keys(read_keyed(self._file("memory.stat")), MEMSTAT_KEYS)
 
-    def swap_accounting(self) -> bool:
+    def swap_files_exist(self) -> bool:
         return os.path.exists(self._file("memory.swap.current"))
 
     def swap_limit(self) -> int | None:
