@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -14,6 +15,8 @@ from lxcfs_py import deadline, offload
 from lxcfs_py.fsread import read_bytes
 
 BUDGET = 0.02
+HELD = (("memory", "/held"),)  # owners as state.owner_of makes them
+OTHER = (("memory", "/other"),)
 
 
 @pytest.fixture
@@ -57,6 +60,13 @@ def answer(path: str, data: bytes, stop: threading.Event | None = None, timeout:
         os.close(fd)
         return True
     return False
+
+
+async def in_a_thread(renders: offload.Renders) -> None:
+    """Until a render runs in a thread (the loop gave it up)."""
+    with trio.fail_after(5):
+        while not renders.in_flight():
+            await trio.sleep(0.005)
 
 
 def test_a_read_that_waits_past_the_budget_is_given_up(timer, fifo):
@@ -115,19 +125,19 @@ def test_a_render_kept_waiting_moves_to_a_thread_and_its_container_stays_there(t
             held = {}
 
             async def held_reader():
-                held["content"] = await renders.run(("held",), render_held)
+                held["content"] = await renders.run(HELD, render_held)
 
             nursery.start_soon(held_reader)
-            await trio.sleep(10 * BUDGET)
+            await in_a_thread(renders)
             # the loop is free: another container's render runs on it meanwhile
-            assert await renders.run(("other",), render_quick) == b"quick\n"
+            assert await renders.run(OTHER, render_quick) == b"quick\n"
             assert answer(fifo, b"cache 1\n")  # the kernel answers at last
             with trio.fail_after(5):
                 while "content" not in held:
                     await trio.sleep(0.01)
             assert held["content"] == b"cache 1\n"
             # the held container's next render goes straight to a thread
-            assert await renders.run(("held",), render_quick) == b"quick\n"
+            assert await renders.run(HELD, render_quick) == b"quick\n"
             nursery.cancel_scope.cancel()
 
     trio.run(main)
@@ -136,3 +146,37 @@ def test_a_render_kept_waiting_moves_to_a_thread_and_its_container_stays_there(t
     assert threads[0] == main_thread
     assert threads[1:] and threads[-1] != main_thread
     assert main_thread in threads[1:-1]
+
+
+def test_a_container_stuck_in_the_kernel_gets_eagain_past_its_queue(timer, fifo, monkeypatch):
+    monkeypatch.setattr(offload, "ON_LOOP_BUDGET", BUDGET)
+    outcomes = []
+
+    async def main():
+        renders = offload.Renders()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(renders.deliver_forever)
+
+            async def open_held():
+                try:
+                    outcomes.append(await renders.run(HELD, lambda: read_bytes(fifo)))
+                except OSError as err:
+                    outcomes.append(err.errno)
+
+            nursery.start_soon(open_held)  # given up on the loop, then held in a thread
+            await in_a_thread(renders)
+            for _ in range(offload.MAX_QUEUED + 2):  # queue behind it, then past the queue
+                nursery.start_soon(open_held)
+            with trio.fail_after(5):
+                while len(outcomes) < 2:
+                    await trio.sleep(0.005)
+            assert outcomes == [errno.EAGAIN, errno.EAGAIN]  # at once, while the others wait
+            for done in range(1, 2 + offload.MAX_QUEUED):  # the kernel answers: the held one, then each queued
+                assert await trio.to_thread.run_sync(answer, fifo, b"cache 1\n")
+                with trio.fail_after(5):
+                    while len(outcomes) < 2 + done:  # one at a time: read before the next is written
+                        await trio.sleep(0.005)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    assert outcomes[2:] == [b"cache 1\n"] * (1 + offload.MAX_QUEUED)
