@@ -24,11 +24,6 @@ def limit_or_none(value: int | None) -> int | None:
     return value
 
 
-def rename_keys(stat: dict[str, int], names: dict[str, str]) -> dict[str, int]:
-    """Keep the keys LXCFS reads, under version-neutral names."""
-    return {names[key]: value for key, value in stat.items() if key in names}
-
-
 def min_limit(values) -> int | None:
     limits = [v for v in (limit_or_none(v) for v in values) if v is not None]
     return min(limits) if limits else None

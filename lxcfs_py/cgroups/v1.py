@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from lxcfs_py.cgroups.base import Cgroup, CpuTime, IoStat, rename_keys
-from lxcfs_py.fsread import parse_cpu_list, read_int, read_keyed, read_text
+from lxcfs_py.cgroups.base import Cgroup, CpuTime, IoStat
+from lxcfs_py.fsread import parse_cpu_list, read_int, read_named, read_text
 
 NS_PER_SEC = 1_000_000_000
 
@@ -54,7 +54,7 @@ class CgroupV1(Cgroup):
         return read_int(self._file("memory", "memory.usage_in_bytes")) or 0
 
     def memory_stat(self) -> dict[str, int]:
-        return rename_keys(read_keyed(self._file("memory", "memory.stat")), MEMSTAT_KEYS)
+        return read_named(self._file("memory", "memory.stat"), MEMSTAT_KEYS)
 
     def swap_files_exist(self) -> bool:
         return os.path.exists(f"{self.hierarchy_root('memory')}/memory.memsw.limit_in_bytes")

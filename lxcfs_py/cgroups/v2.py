@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from lxcfs_py.cgroups.base import Cgroup, CpuTime, IoStat, rename_keys
-from lxcfs_py.fsread import parse_cpu_list, read_int, read_keyed, read_text
+from lxcfs_py.cgroups.base import Cgroup, CpuTime, IoStat
+from lxcfs_py.fsread import parse_cpu_list, read_int, read_keyed, read_named, read_text
 
 SECTOR = 512
 
@@ -51,7 +51,7 @@ class CgroupV2(Cgroup):
         return read_int(self._file("memory.current")) or 0
 
     def memory_stat(self) -> dict[str, int]:
-        return rename_keys(read_keyed(self._file("memory.stat")), MEMSTAT_KEYS)
+        return read_named(self._file("memory.stat"), MEMSTAT_KEYS)
 
     def swap_files_exist(self) -> bool:
         return os.path.exists(self._file("memory.swap.current"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lxcfs_py.fsread import format_cpu_list, parse_cpu_list, read_bytes, read_int, read_keyed
+from lxcfs_py.fsread import format_cpu_list, parse_cpu_list, read_bytes, read_int, read_keyed, read_named
 from lxcfs_py.host import meminfo_value, online_cpus, uptime_seconds
 from tests.fixtures.trees import HOST_MEMINFO, write
 
@@ -59,3 +59,11 @@ def test_host_parsers(tmp_path):
     assert uptime_seconds("1000.50 3800.00\n") == 1000.5
     write(tmp_path / "devices/system/cpu/online", "0-1,4\n")
     assert online_cpus(str(tmp_path)) == [0, 1, 4]
+
+
+def test_read_named_takes_only_the_named_keys_exactly(tmp_path):
+    # total_cache must not match total_cache_extra, nor a key that merely ends the same way
+    write(tmp_path / "memory.stat", "cache 1\ntotal_cache_extra 7\ntotal_cache 2\nxtotal_rss 9\ntotal_rss bad\n"
+                                    "total_shmem 3")
+    names = {"total_cache": "cache", "total_rss": "rss", "total_shmem": "shmem", "total_dirty": "dirty"}
+    assert read_named(str(tmp_path / "memory.stat"), names) == {"cache": 2, "shmem": 3}
