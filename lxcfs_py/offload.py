@@ -3,13 +3,14 @@
 A render reads cgroup and /proc files, and the kernel can take its time
 producing one (memory.stat under memory pressure, a cgroup being torn
 down, a host under load). On the loop, that would hold every request of
-every container. But handing every render to a thread costs more than the
-render on small VMs (two cross-CPU wakeups and the GIL passed back and
-forth: about 120 us against 100-300 us for meminfo), and most renders never
-wait. So a render runs on the loop under a deadline (deadline.py); one that
-waits in the kernel past ON_LOOP_BUDGET is given up there and redone in a
-worker thread, and its container's renders stay in threads for SLOW_FOR
-seconds.
+every container. But handing every render to a thread costs about as much
+as the render on small VMs (two cross-CPU wakeups and the GIL passed back
+and forth: 50-120 us of CPU in benchmarks/render_handoff.py, more while the
+loop serves other requests; a meminfo render takes 100-300 us), and most
+renders never wait. So a render runs on the loop under a deadline
+(deadline.py); one that waits in the kernel past ON_LOOP_BUDGET is given up
+there and redone in a worker thread, and its container's renders stay in
+threads for SLOW_FOR seconds.
 
 In threads (the GIL is free while the kernel works) a container's renders
 run one at a time: they never race on its own state (never-backwards
